@@ -1,0 +1,1 @@
+//! minijail's seccomp policy language for x86_64.
