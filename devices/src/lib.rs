@@ -1,1 +1,5 @@
 //! The virtio-gpu device and the control tube shared by rayvmm and ray-gpu.
+
+pub mod control;
+pub mod probe_protocol;
+pub mod tube;

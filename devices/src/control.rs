@@ -1,0 +1,115 @@
+//! Messages on the control tube between rayvmm (the supervisor) and ray-gpu (the jailed GPU
+//! process). The supervisor is trusted by the GPU process; nothing the GPU process sends is
+//! trusted by the supervisor.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::probe_protocol::{ProbeReport, ProbeRequest};
+
+/// Messages from the supervisor to the GPU process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToGpu {
+    /// The first message: what the GPU process needs to finish its own confinement.
+    Start(StartConfig),
+    /// Ask what the process can see from inside its jail.
+    Report,
+    /// Run an escape technique (only a `probe` build of ray-gpu honours it).
+    Probe(ProbeRequest),
+    /// Stop serving and exit 0.
+    Shutdown,
+}
+
+/// Messages from the GPU process to the supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromGpu {
+    /// The seccomp filter is installed and the process is serving.
+    Ready(ReadyInfo),
+    /// Answer to [`ToGpu::Report`].
+    Report(SandboxView),
+    /// Answer to [`ToGpu::Probe`].
+    Probe(ProbeReport),
+    /// Trap-and-report mode: the filter refused this call; the process exits next.
+    BlockedSyscall(BlockedSyscall),
+    /// A request could not be carried out.
+    Error(String),
+}
+
+/// How the GPU process finishes its confinement after exec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StartConfig {
+    /// Name of the policy the filter was compiled from, for reports.
+    pub policy_name: String,
+    /// The compiled filter: each `sock_filter` packed as `code | jt << 16 | jf << 24 | k << 32`.
+    pub seccomp_filter: Vec<u64>,
+    /// The filter traps instead of killing: report the blocked call on the tube, then exit.
+    pub report_blocked_syscalls: bool,
+    /// Landlock rules, applied where the kernel supports Landlock.
+    pub landlock: LandlockRules,
+    /// Which renderer to bring up before the filter is installed.
+    pub renderer: RendererMode,
+}
+
+/// Paths inside the jail that Landlock leaves reachable.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LandlockRules {
+    /// Readable (and executable, for shared libraries) only.
+    pub read_only: Vec<PathBuf>,
+    /// Readable and writable (device nodes, the scratch tmpfs).
+    pub read_write: Vec<PathBuf>,
+}
+
+/// The renderer the GPU process initialises before its filter goes on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RendererMode {
+    /// No renderer: the jail alone (sandbox reports, escape tests).
+    #[default]
+    None,
+    /// virglrenderer through rutabaga_gfx (3D), falling back to nothing if it fails.
+    Virgl,
+    /// rutabaga's 2D component only.
+    TwoD,
+}
+
+/// Sent once the filter is in place.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// The process's pid as it sees itself (1 in its own pid namespace).
+    pub pid_in_namespace: i32,
+    /// Whether Landlock rules were enforced (false where the kernel lacks Landlock).
+    pub landlock_enforced: bool,
+    /// The renderer that actually came up, with the capsets it offers.
+    pub renderer: String,
+}
+
+/// A system call the filter refused in trap-and-report mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedSyscall {
+    pub nr: i64,
+    pub args: [u64; 6],
+}
+
+/// What the GPU process sees from inside its jail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SandboxView {
+    /// Every path visible inside, depth-first, with its type (`d`, `f`, `l`, `c`...).
+    pub files: Vec<VisibleFile>,
+    /// Open descriptors: number and what `/proc/self/fd/N` points at.
+    pub fds: Vec<(i32, String)>,
+    /// Resource limits: name, soft, hard (`None` is unlimited).
+    pub rlimits: Vec<(String, Option<u64>, Option<u64>)>,
+    /// Contents of `/proc/self/cgroup`.
+    pub cgroup: String,
+    /// User and group ids as seen inside.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One path visible inside the jail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VisibleFile {
+    pub path: String,
+    pub kind: char,
+    pub writable: bool,
+}
