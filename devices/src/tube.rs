@@ -383,7 +383,7 @@ fn take_rights(hdr: &libc::msghdr) -> Vec<OwnedFd> {
         if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN(0) only computes the header size.
             let header = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = (len as usize).saturating_sub(header) / size_of::<RawFd>();
+            let count = len.saturating_sub(header) / size_of::<RawFd>();
             // SAFETY: CMSG_DATA points at `count` descriptors written by the kernel (it may be
             // unaligned for RawFd, hence read_unaligned).
             let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
