@@ -15,4 +15,9 @@
 #define MADV_GUARD_REMOVE 103
 #endif
 
+/* include/uapi/linux/prctl.h, Linux 6.4 */
+#ifndef PR_GET_AUXV
+#define PR_GET_AUXV 0x41555856
+#endif
+
 #endif

@@ -4806,6 +4806,7 @@ pub(crate) static CONSTANTS: &[(&str, u64)] = &[
     ("PR_FP_EXC_UND", 0x40000),
     ("PR_FP_MODE_FR", 0x1),
     ("PR_FP_MODE_FRE", 0x2),
+    ("PR_GET_AUXV", 0x41555856),
     ("PR_GET_CHILD_SUBREAPER", 0x25),
     ("PR_GET_DUMPABLE", 0x3),
     ("PR_GET_ENDIAN", 0x13),

@@ -1,0 +1,1 @@
+//! Risk review of a policy.

@@ -1,0 +1,1 @@
+//! Policy from an strace log.

@@ -1,0 +1,1 @@
+//! Probing a compiled program.
