@@ -15,7 +15,7 @@ MIN_QEMU_VERSION='1:10.0'
 bpo_packages=(qemu-system-x86 qemu-system-gui qemu-system-modules-opengl qemu-utils)
 # Packages taken from bookworm itself.
 packages=(
-  ovmf debootstrap zstd cpio
+  ovmf debootstrap zstd cpio kmod
   xvfb xauth libgl1-mesa-dri libegl-mesa0
   python3 ca-certificates
 )
