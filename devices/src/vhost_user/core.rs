@@ -1,0 +1,107 @@
+//! State shared by the request handler and the ring worker: the device model, the memory
+//! table and the vrings, behind one lock.
+
+use std::sync::{Mutex, MutexGuard};
+
+use virtio_queue::QueueT;
+
+use super::device::DeviceModel;
+use super::memory::MemoryTable;
+use super::vring::Vring;
+
+/// The device, its memory and its rings.
+pub struct Core<D> {
+    pub device: D,
+    pub memory: MemoryTable,
+    pub vrings: Vec<Vring>,
+    pub event_idx: bool,
+}
+
+impl<D: DeviceModel> Core<D> {
+    /// A core for `device`, with one (stopped) vring per queue.
+    pub fn new(device: D) -> Self {
+        let vrings = (0..device.queue_count())
+            .map(|_| Vring::default())
+            .collect();
+        Core {
+            device,
+            memory: MemoryTable::default(),
+            vrings,
+            event_idx: false,
+        }
+    }
+
+    /// Serves queue `index` after a kick: lets the device consume what is available and
+    /// interrupts the driver when the ring asks for it.
+    pub fn process_queue(&mut self, index: usize) {
+        let Some(vring) = self.vrings.get_mut(index) else {
+            return;
+        };
+        if !vring.is_active() {
+            return;
+        }
+        let memory = self.memory.memory();
+        if !vring.queue().is_valid(memory.as_ref()) {
+            log::warn!("vhost-user: queue {index} lies outside guest memory; not processed");
+            vring.signal_error();
+            return;
+        }
+        loop {
+            if self.event_idx {
+                // Errors here mean the ring became unreadable; the next check reports it.
+                let _ = vring.queue_mut().disable_notification(memory.as_ref());
+            }
+            let used = self
+                .device
+                .process_queue(memory.as_ref(), vring.queue_mut(), index);
+            if used {
+                vring.notify_driver(memory.as_ref());
+            }
+            if !self.event_idx {
+                break;
+            }
+            match vring.queue_mut().enable_notification(memory.as_ref()) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    log::warn!("vhost-user: queue {index}: {e}");
+                    vring.signal_error();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Completes fenced commands on the control queue after the device's fence event fired.
+    pub fn process_fences(&mut self) {
+        let memory = self.memory.memory();
+        let Some(vring) = self.vrings.first_mut() else {
+            return;
+        };
+        if !vring.is_active() || !vring.queue().is_valid(memory.as_ref()) {
+            // The worker waits for the fence event edge-triggered, and the handler calls this
+            // again when the ring starts, so completions are delivered then.
+            return;
+        }
+        let used = self
+            .device
+            .process_fences(memory.as_ref(), vring.queue_mut());
+        if used {
+            vring.notify_driver(memory.as_ref());
+        }
+    }
+
+    /// Back to a freshly created device: no memory, stopped rings, a reset model.
+    pub fn reset(&mut self) {
+        self.device.reset();
+        self.vrings.iter_mut().for_each(Vring::reset);
+        self.memory = MemoryTable::default();
+        self.event_idx = false;
+    }
+}
+
+/// Locks `core`, carrying on if another thread panicked while holding it (the state it left
+/// is the device's business; the transport state stays consistent per request).
+pub fn lock<D>(core: &Mutex<Core<D>>) -> MutexGuard<'_, Core<D>> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}

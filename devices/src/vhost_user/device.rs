@@ -1,0 +1,51 @@
+//! What the vhost-user backend needs from the device model behind it.
+//!
+//! The backend owns the transport (features, rings, memory, eventfds); the model owns the
+//! device's meaning (its feature bits, config space, what a descriptor chain asks for). Keeping
+//! the seam this narrow lets the same backend serve the virtio-gpu model and, in tests, small
+//! stand-ins.
+
+use std::os::fd::BorrowedFd;
+
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+use super::display::DisplaySocket;
+
+/// A virtio device model that a vhost-user backend can serve.
+pub trait DeviceModel: Send + 'static {
+    /// Number of virtqueues (GET_QUEUE_NUM).
+    fn queue_count(&self) -> usize;
+
+    /// The device-specific feature bits it offers; the backend adds the transport bits
+    /// (`VIRTIO_F_VERSION_1`, `VHOST_USER_F_PROTOCOL_FEATURES`, ring features).
+    fn features(&self) -> u64;
+
+    /// The feature bits the driver accepted (only bits from [`DeviceModel::features`]).
+    fn ack_features(&mut self, features: u64);
+
+    /// Fills `data` from config space at `offset`; false if the range is outside it.
+    fn read_config(&self, offset: u64, data: &mut [u8]) -> bool;
+
+    /// A driver write to config space at `offset`; false if the range is outside it.
+    fn write_config(&mut self, offset: u64, data: &[u8]) -> bool;
+
+    /// The frontend gave a display socket (VHOST_USER_GPU_SET_SOCKET).
+    fn set_display(&mut self, display: DisplaySocket);
+
+    /// Processes the available descriptor chains of queue `index`. Returns whether any used
+    /// entry was added (the backend then interrupts the driver if it wants that).
+    fn process_queue(&mut self, memory: &GuestMemoryMmap, queue: &mut Queue, index: usize) -> bool;
+
+    /// A descriptor that becomes readable when fenced work completes, if the model has one.
+    fn fence_event(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Completes fenced commands on the control queue (index 0) once [`fence_event`] fired;
+    /// clears that event. Returns whether any used entry was added.
+    ///
+    /// [`fence_event`]: DeviceModel::fence_event
+    fn process_fences(&mut self, memory: &GuestMemoryMmap, queue: &mut Queue) -> bool;
+
+    /// The frontend reset the device: drop every resource and pending command.
+    fn reset(&mut self);
+}
