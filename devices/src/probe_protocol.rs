@@ -41,6 +41,9 @@ pub enum ProbeOutcome {
     Succeeded(String),
     /// It failed with this errno.
     Errno(i32),
+    /// The probe did not attempt it (an unknown technique, or a process that is not inside a
+    /// pid namespace, where some techniques could harm the host), and says why.
+    Refused(String),
 }
 
 /// The probe's answer to one request.
