@@ -260,13 +260,32 @@ fn mask_lines(rule: &SyscallRule, arg: usize) -> Vec<String> {
         .collect()
 }
 
+/// Records `finding` when argument `arg` of `syscall` is not restricted at all.
+fn unrestricted(
+    prober: &Prober,
+    syscall: &str,
+    arg: usize,
+    finding: (Risk, &str),
+    out: &mut Vec<(Risk, String)>,
+) -> bool {
+    let free = prober.unrestricted(syscall, arg);
+    if free {
+        out.push((finding.0, finding.1.to_string()));
+    }
+    free
+}
+
 fn ioctl_risks(prober: &Prober, rule: &SyscallRule, out: &mut Vec<(Risk, String)>) {
-    if prober.unrestricted("ioctl", 1) {
-        out.push((
+    if unrestricted(
+        prober,
+        "ioctl",
+        1,
+        (
             Risk::High,
-            "ioctl is allowed for any request number: every driver's ioctls are reachable"
-                .to_string(),
-        ));
+            "ioctl is allowed for any request number: every driver's ioctls are reachable",
+        ),
+        out,
+    ) {
         return;
     }
     let dangerous = admitted(prober, "ioctl", 1, DANGEROUS_IOCTLS);
@@ -359,11 +378,8 @@ fn clone_risks(prober: &Prober, out: &mut Vec<(Risk, String)>) {
 
 fn socket_risks(prober: &Prober, rule: &SyscallRule, out: &mut Vec<(Risk, String)>) {
     let name = rule.name();
-    if prober.unrestricted(name, 0) {
-        out.push((
-            Risk::High,
-            format!("{name} is allowed for every address family, network ones included"),
-        ));
+    let reason = format!("{name} is allowed for every address family, network ones included");
+    if unrestricted(prober, name, 0, (Risk::High, &reason), out) {
         return;
     }
     let families = admitted(
@@ -411,12 +427,16 @@ fn open_risks(prober: &Prober, rule: &SyscallRule, arg: usize, out: &mut Vec<(Ri
 }
 
 fn prctl_risks(prober: &Prober, out: &mut Vec<(Risk, String)>) {
-    if prober.unrestricted("prctl", 0) {
-        out.push((
+    if unrestricted(
+        prober,
+        "prctl",
+        0,
+        (
             Risk::Medium,
-            "prctl is allowed for every option (PR_SET_MM, PR_SET_PTRACER, PR_SET_DUMPABLE ...)"
-                .to_string(),
-        ));
+            "prctl is allowed for every option (PR_SET_MM, PR_SET_PTRACER, PR_SET_DUMPABLE ...)",
+        ),
+        out,
+    ) {
         return;
     }
     let risky = admitted(

@@ -43,7 +43,7 @@ impl SeccompData {
 
     /// The 32-bit word at byte `offset`, as a BPF `LD W ABS` reads it (host byte order).
     fn word(&self, offset: u32) -> Option<u32> {
-        if offset % 4 != 0 || offset >= DATA_LEN {
+        if !offset.is_multiple_of(4) || offset >= DATA_LEN {
             return None;
         }
         let mut bytes = [0u8; DATA_LEN as usize];
@@ -213,7 +213,11 @@ impl Machine {
                     None => return Err(bad),
                 }
             }
-            JMP => return jump(code, insn, self.a, self.x).ok_or(bad).map(Step::Skip),
+            JMP => {
+                return skip_of(code, insn, self.a, self.x)
+                    .ok_or(bad)
+                    .map(Step::Skip)
+            }
             RET => {
                 return match code & !0x07 {
                     0 => Ok(Step::Return(k)),
@@ -256,7 +260,7 @@ fn alu(op: u16, a: u32, b: u32) -> Option<Alu> {
 }
 
 /// How many instructions a jump skips, or `None` for an unknown jump opcode.
-fn jump(code: u16, insn: &sock_filter, a: u32, x: u32) -> Option<usize> {
+fn skip_of(code: u16, insn: &sock_filter, a: u32, x: u32) -> Option<usize> {
     let operand = if code & SRC_X != 0 { x } else { insn.k };
     let taken = match code & 0xf0 {
         0x00 if code & SRC_X == 0 => return Some(insn.k as usize),
@@ -267,6 +271,21 @@ fn jump(code: u16, insn: &sock_filter, a: u32, x: u32) -> Option<usize> {
         _ => return None,
     };
     Some(usize::from(if taken { insn.jt } else { insn.jf }))
+}
+
+/// A non-jump instruction.
+pub(crate) fn stmt(code: u16, k: u32) -> sock_filter {
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+/// A conditional jump: `jt`/`jf` instructions skipped when true/false.
+pub(crate) fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
 }
 
 /// Packs one instruction as the 8 bytes of a `struct sock_filter` on x86_64
@@ -298,7 +317,7 @@ pub fn bpf_to_bytes(program: &[sock_filter]) -> Vec<u8> {
 
 /// Reads a raw `sock_filter` array written by [`bpf_to_bytes`] (or any seccomp tool).
 pub fn bpf_from_bytes(bytes: &[u8]) -> Result<BpfProgram, BpfError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(BpfError::BadLength(bytes.len()));
     }
     Ok(bytes
@@ -324,19 +343,6 @@ pub fn bpf_from_words(words: &[u64]) -> BpfProgram {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stmt(code: u16, k: u32) -> sock_filter {
-        sock_filter {
-            code,
-            jt: 0,
-            jf: 0,
-            k,
-        }
-    }
-
-    fn jmp(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
-        sock_filter { code, jt, jf, k }
-    }
 
     fn data() -> SeccompData {
         SeccompData::x86_64(257, [1, 2, 3, 0x1_0000_0004, 5, 6])
@@ -381,7 +387,7 @@ mod tests {
 
     #[test]
     fn conditional_jump_past_end_is_an_error() {
-        let program = [jmp(JMP | 0x10, 0, 0, 9), stmt(RET, 0)];
+        let program = [jump(JMP | 0x10, 1, 0, 9), stmt(RET, 0)];
 
         assert_eq!(
             run(&program, &data()),
@@ -424,7 +430,7 @@ mod tests {
         let program = [
             stmt(LDX | W | IMM, 3),
             stmt(LD | W | LEN, 0),
-            stmt(ALU | 0x00, 6),
+            stmt(ALU, 6), // ADD K
             stmt(ALU | 0x10 | SRC_X, 0),
             stmt(ALU | 0x20, 2),
             stmt(ALU | 0x30, 4),
@@ -456,7 +462,7 @@ mod tests {
     fn jset_tests_any_bit() {
         let program = [
             stmt(LD | W | ABS, 0),
-            jmp(JMP | 0x40, 0x100, 0, 1),
+            jump(JMP | 0x40, 0x100, 0, 1),
             stmt(RET, 1),
             stmt(RET, 2),
         ];
@@ -469,8 +475,8 @@ mod tests {
         let program = [
             stmt(LD | W | ABS, 0),
             stmt(LDX | W | IMM, 257),
-            jmp(JMP | 0x20 | SRC_X, 0, 1, 0),
-            jmp(JMP | 0x30 | SRC_X, 0, 1, 0),
+            jump(JMP | 0x20 | SRC_X, 0, 1, 0),
+            jump(JMP | 0x30 | SRC_X, 0, 1, 0),
             stmt(RET, 1),
             stmt(RET, 2),
         ];
@@ -490,7 +496,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip() {
-        let program = vec![jmp(0x15, 0xc000_003e, 1, 2), stmt(RET, 0x7fff_0000)];
+        let program = vec![jump(0x15, 0xc000_003e, 1, 2), stmt(RET, 0x7fff_0000)];
 
         assert_eq!(bpf_from_bytes(&bpf_to_bytes(&program)), Ok(program));
     }

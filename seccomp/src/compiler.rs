@@ -17,7 +17,7 @@ use seccompiler::{
 };
 
 use crate::action::{Action, DefaultAction};
-use crate::bpf::{AUDIT_ARCH_X86_64, MAX_INSTRUCTIONS, X32_SYSCALL_BIT};
+use crate::bpf::{jump, stmt, AUDIT_ARCH_X86_64, MAX_INSTRUCTIONS, X32_SYSCALL_BIT};
 use crate::error::CompileError;
 use crate::policy::{Comparison, Op, Policy, SyscallRule};
 
@@ -34,19 +34,6 @@ const BPF_JEQ_K: u16 = 0x15;
 const BPF_JGE_K: u16 = 0x35;
 const BPF_JA: u16 = 0x05;
 const BPF_RET_K: u16 = 0x06;
-
-fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
-    sock_filter { code, jt, jf, k }
-}
 
 /// Arch check and x32 rejection, in front of everything.
 fn prologue() -> Vec<sock_filter> {

@@ -191,30 +191,24 @@ mod tests {
 
     #[test]
     fn operators_are_told_apart() {
+        let found: Vec<Kind> = kinds("a & b && c | d || e == f != g <= h >= i < j > k")
+            .into_iter()
+            .filter(|k| *k != Kind::Ident)
+            .collect();
+
         assert_eq!(
-            kinds("a & b && c | d || e == f != g <= h >= i < j > k"),
+            found,
             vec![
-                Kind::Ident,
                 Kind::Operator,
-                Kind::Ident,
                 Kind::AndAnd,
-                Kind::Ident,
                 Kind::Pipe,
-                Kind::Ident,
                 Kind::OrOr,
-                Kind::Ident,
                 Kind::Operator,
-                Kind::Ident,
                 Kind::Operator,
-                Kind::Ident,
                 Kind::Operator,
-                Kind::Ident,
                 Kind::Operator,
-                Kind::Ident,
                 Kind::Operator,
-                Kind::Ident,
-                Kind::Operator,
-                Kind::Ident
+                Kind::Operator
             ]
         );
     }

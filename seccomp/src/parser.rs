@@ -386,22 +386,22 @@ impl<'t> Cursor<'t> {
         }
     }
 
-    fn expression(&mut self) -> Result<Vec<Clause>, PolicyError> {
-        let mut clauses = vec![self.clause()?];
-        while self.peek_is(Kind::OrOr) {
+    /// `item { separator item }`
+    fn separated<T>(
+        &mut self,
+        separator: Kind,
+        item: fn(&mut Self) -> Result<T, PolicyError>,
+    ) -> Result<Vec<T>, PolicyError> {
+        let mut items = vec![item(self)?];
+        while self.peek_is(separator) {
             self.next();
-            clauses.push(self.clause()?);
+            items.push(item(self)?);
         }
-        Ok(clauses)
+        Ok(items)
     }
 
-    fn clause(&mut self) -> Result<Clause, PolicyError> {
-        let mut atoms = vec![self.atom()?];
-        while self.peek_is(Kind::AndAnd) {
-            self.next();
-            atoms.push(self.atom()?);
-        }
-        Ok(atoms)
+    fn expression(&mut self) -> Result<Vec<Clause>, PolicyError> {
+        self.separated(Kind::OrOr, |c| c.separated(Kind::AndAnd, Self::atom))
     }
 
     fn atom(&mut self) -> Result<Comparison, PolicyError> {
@@ -419,12 +419,8 @@ impl<'t> Cursor<'t> {
     }
 
     fn value(&mut self) -> Result<u64, PolicyError> {
-        let mut value = self.constant()?;
-        while self.peek_is(Kind::Pipe) {
-            self.next();
-            value |= self.constant()?;
-        }
-        Ok(value)
+        let parts = self.separated(Kind::Pipe, Self::constant)?;
+        Ok(parts.into_iter().fold(0, |a, b| a | b))
     }
 
     fn constant(&mut self) -> Result<u64, PolicyError> {

@@ -30,7 +30,7 @@ fn policies() -> &'static [Policy] {
             "common_device.policy",
             "jail_warden.policy",
         ] {
-            out.push(Policy::from_file(&dir.join(name), &[dir.clone()]).unwrap());
+            out.push(Policy::from_file(&dir.join(name), std::slice::from_ref(&dir)).unwrap());
         }
         out
     })
