@@ -1,1 +1,27 @@
-fn main() {}
+//! rayvmm: the supervisor's command line.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rayvmm", about = "RayOS GPU sandbox supervisor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a virtual machine whose GPU is the jailed ray-gpu (QEMU engine).
+    Run(vmm::vm_config::RunArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => vmm::run::main(&args).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            2
+        }),
+    };
+    std::process::exit(code);
+}

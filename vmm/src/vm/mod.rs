@@ -1,0 +1,344 @@
+//! `rayvmm run`: one virtual machine whose GPU is served by the jailed GPU process.
+//!
+//! rayvmm creates guest RAM (a memfd), a vhost-user socketpair and the GPU process, then
+//! starts the engine on that memory and socket, and supervises both until the guest powers
+//! off, a stop signal arrives, or a child dies:
+//!
+//! | happening | what rayvmm does | exit code |
+//! |---|---|---|
+//! | guest powers off | exit screenshot, QMP `quit`, stop the GPU process | 0 |
+//! | guest panics | same | 1 |
+//! | SIGINT, SIGTERM, SIGHUP, SIGQUIT | exit screenshot, QMP `quit`, stop the GPU process | 128 + signal |
+//! | SIGUSR1 | write the current scanout as PNG (the `--screenshot` path) | - |
+//! | GPU process dies | say how (in trap mode: the blocked call), stop the engine | 1 |
+//! | engine dies | say how, stop the GPU process | 1 |
+//!
+//! Stopping is ordered: the engine first (QMP `quit`, SIGKILL after a timeout), then the
+//! GPU process (Shutdown request, SIGKILL after a timeout). Every child has
+//! `PR_SET_PDEATHSIG(SIGKILL)`, so none outlives rayvmm even if rayvmm is killed.
+
+pub mod child;
+pub mod frame;
+pub mod gpu;
+pub mod memory;
+mod signals;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use thiserror::Error;
+
+use crate::engine::qemu::QemuEngine;
+use crate::engine::{accel, EngineError, EngineEvent, Machine, MachineSpec};
+use crate::vm_config::{GpuBackendKind, RunConfig};
+use frame::Frame;
+use gpu::{GpuEvent, GpuServer, GpuSink, ReferenceGpu};
+use memory::GuestRam;
+
+/// How long the engine may take to quit before it is killed.
+const ENGINE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the GPU process may take to stop before it is killed.
+const GPU_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where SIGUSR1 writes its screenshot when no `--screenshot` path was given.
+pub const DEFAULT_SIGNAL_SCREENSHOT: &str = "rayvmm-screenshot.png";
+
+/// Why `rayvmm run` could not run the VM at all.
+#[derive(Debug, Error)]
+pub enum VmError {
+    #[error("setting up signal handling failed: {0}")]
+    Signals(String),
+    #[error("creating guest RAM ({mib} MiB memfd) failed: {source}")]
+    Memory {
+        mib: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating the vhost-user socketpair failed: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("starting the GPU process failed: {0}")]
+    Gpu(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code rayvmm should end with.
+    pub exit_code: i32,
+    /// One line saying why the run ended.
+    pub summary: String,
+}
+
+/// Everything the supervisor waits for, from all threads, in one queue.
+#[derive(Debug)]
+enum Event {
+    Signal(Signal),
+    Engine(EngineEvent),
+    Gpu(GpuEvent),
+}
+
+/// Runs the VM described by `config` to its end.
+pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
+    // Before any thread exists, so every thread inherits the mask.
+    signals::block().map_err(|e| VmError::Signals(e.to_string()))?;
+    let (tx, rx) = mpsc::channel::<Event>();
+    let signal_tx = tx.clone();
+    signals::spawn_listener(move |s| {
+        let _ = signal_tx.send(Event::Signal(s));
+    })
+    .map_err(|e| VmError::Signals(e.to_string()))?;
+
+    let choice = accel::choose();
+    say(&format!(
+        "accelerator: {} ({})",
+        choice.accelerator, choice.reason
+    ));
+    let engine = QemuEngine::locate(&config.qemu)?;
+    say(&format!(
+        "engine: QEMU {} ({})",
+        engine.version(),
+        config.qemu.display()
+    ));
+    let ram = GuestRam::new(config.memory_mib).map_err(|source| VmError::Memory {
+        mib: config.memory_mib,
+        source,
+    })?;
+    let (engine_end, gpu_end) = UnixStream::pair().map_err(VmError::Socket)?;
+
+    let gpu_tx = Mutex::new(tx.clone());
+    let gpu_sink: GpuSink = Box::new(move |e| {
+        let _ = gpu_tx.lock().map(|tx| tx.send(Event::Gpu(e)));
+    });
+    let gpu = spawn_gpu(config, gpu_end.into(), gpu_sink)?;
+    say(&format!("GPU: {}", gpu.describe()));
+
+    let engine_tx = Mutex::new(tx);
+    let engine_sink = Arc::new(move |e| {
+        let _ = engine_tx.lock().map(|tx| tx.send(Event::Engine(e)));
+    });
+    let spec = MachineSpec {
+        memory: ram.as_fd(),
+        memory_mib: ram.mib(),
+        cpus: config.cpus,
+        accelerator: choice.accelerator,
+        boot: &config.boot,
+        gpu_socket: engine_end.as_fd(),
+        display: config.display,
+        vnc: config.vnc.as_ref(),
+    };
+    let mut supervisor = Supervisor {
+        rx,
+        machine: None,
+        gpu,
+        engine_alive: false,
+        gpu_alive: true,
+        screenshot: config.screenshot.clone(),
+    };
+    let machine = match engine.launch(&spec, engine_sink) {
+        Ok(m) => m,
+        Err(e) => {
+            supervisor.stop();
+            return Err(e.into());
+        }
+    };
+    drop(engine_end);
+    say(&format!("VM running: QEMU pid {}", machine.pid()));
+    if let Some(vnc) = &config.vnc {
+        say(&format!(
+            "VNC on {}:{} (TCP port {})",
+            vnc.host,
+            vnc.display,
+            5900 + u32::from(vnc.display)
+        ));
+    }
+    supervisor.machine = Some(Box::new(machine));
+    supervisor.engine_alive = true;
+    Ok(supervisor.run())
+}
+
+fn spawn_gpu(
+    config: &RunConfig,
+    socket: OwnedFd,
+    sink: GpuSink,
+) -> Result<Box<dyn GpuServer>, VmError> {
+    match config.gpu_backend {
+        GpuBackendKind::Reference => {
+            if config.three_d {
+                say("the reference backend cannot do 3D here (no render node): 2D only");
+            }
+            let gpu = ReferenceGpu::spawn(socket, sink).map_err(|e| VmError::Gpu(e.to_string()))?;
+            Ok(Box::new(gpu))
+        }
+        GpuBackendKind::RayGpu => Err(VmError::Gpu(
+            "the jailed ray-gpu cannot serve vhost-user yet; use --gpu-backend reference".into(),
+        )),
+    }
+}
+
+/// Prints a supervisor message on stderr (stdout carries the guest's serial console).
+fn say(msg: &str) {
+    eprintln!("rayvmm: {msg}");
+}
+
+struct Supervisor {
+    rx: Receiver<Event>,
+    machine: Option<Box<dyn Machine>>,
+    gpu: Box<dyn GpuServer>,
+    engine_alive: bool,
+    gpu_alive: bool,
+    screenshot: Option<PathBuf>,
+}
+
+impl Supervisor {
+    fn run(mut self) -> Outcome {
+        loop {
+            let Ok(event) = self.rx.recv() else {
+                return self.finish(1, "lost every event source".into());
+            };
+            match event {
+                Event::Signal(Signal::SIGUSR1) => {
+                    let path = self
+                        .screenshot
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_SIGNAL_SCREENSHOT));
+                    self.write_screenshot(&path);
+                }
+                Event::Signal(signal) => {
+                    say(&format!("{signal}: stopping the VM"));
+                    self.exit_screenshot();
+                    return self.finish(128 + signal as i32, format!("stopped by {signal}"));
+                }
+                Event::Engine(EngineEvent::ShuttingDown {
+                    guest: true,
+                    reason,
+                }) => {
+                    say(&format!("guest shut down ({reason})"));
+                    self.exit_screenshot();
+                    let code = i32::from(reason == "guest-panic");
+                    return self.finish(code, format!("guest shut down ({reason})"));
+                }
+                Event::Engine(EngineEvent::ShuttingDown { guest: false, .. }) => {}
+                Event::Engine(EngineEvent::Exited(exit)) => {
+                    self.engine_alive = false;
+                    let msg = format!("the engine (QEMU) {exit} unexpectedly");
+                    say(&format!("{msg}; stopping the GPU process"));
+                    return self.finish(1, msg);
+                }
+                Event::Gpu(GpuEvent::Exited { exit, blocked }) => {
+                    self.gpu_alive = false;
+                    let mut msg = format!("the GPU process {exit}");
+                    if let Some(call) = blocked {
+                        msg.push_str(&format!(" after its filter blocked {call}"));
+                    }
+                    say(&format!("{msg}; stopping the VM"));
+                    return self.finish(1, msg);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, exit_code: i32, summary: String) -> Outcome {
+        self.stop();
+        Outcome { exit_code, summary }
+    }
+
+    /// Stops the engine, then the GPU process; kills what does not stop in time.
+    fn stop(&mut self) {
+        if self.engine_alive {
+            if let Some(machine) = self.machine.as_mut() {
+                if let Err(e) = machine.request_quit() {
+                    say(&format!("QMP quit failed ({e}); killing QEMU"));
+                    machine.kill();
+                }
+            }
+            if !self.wait_until(|s| !s.engine_alive, ENGINE_STOP_TIMEOUT) {
+                say("QEMU did not quit in time; killing it");
+                if let Some(machine) = self.machine.as_mut() {
+                    machine.kill();
+                }
+                self.wait_until(|s| !s.engine_alive, ENGINE_STOP_TIMEOUT);
+            }
+        }
+        if self.gpu_alive {
+            self.gpu.request_stop();
+            if !self.wait_until(|s| !s.gpu_alive, GPU_STOP_TIMEOUT) {
+                say("the GPU process did not stop in time; killing it");
+                self.gpu.kill();
+                self.wait_until(|s| !s.gpu_alive, GPU_STOP_TIMEOUT);
+            }
+        }
+    }
+
+    /// Consumes events until `done` holds or `timeout` passes; notes child exits on the way.
+    fn wait_until(&mut self, done: impl Fn(&Supervisor) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Event::Engine(EngineEvent::Exited(_))) => self.engine_alive = false,
+                Ok(Event::Gpu(GpuEvent::Exited { .. })) => self.gpu_alive = false,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return done(self)
+                }
+            }
+        }
+        true
+    }
+
+    fn exit_screenshot(&mut self) {
+        if let Some(path) = self.screenshot.clone() {
+            self.write_screenshot(&path);
+        }
+    }
+
+    /// Captures the scanout (from the GPU process if it can, else the engine's display) and
+    /// writes it as PNG; failures are reported, not fatal.
+    fn write_screenshot(&mut self, path: &Path) {
+        match self.capture() {
+            Ok((frame, source)) => match write_png(&frame, path) {
+                Ok(()) => say(&format!(
+                    "screenshot {}x{} ({} colours) written to {} (source: {source})",
+                    frame.width,
+                    frame.height,
+                    frame.distinct_colours(),
+                    path.display()
+                )),
+                Err(e) => say(&format!("writing screenshot {}: {e}", path.display())),
+            },
+            Err(e) => say(&format!("screenshot failed: {e}")),
+        }
+    }
+
+    fn capture(&mut self) -> Result<(Frame, &'static str), String> {
+        if self.gpu_alive {
+            match self.gpu.screenshot() {
+                Some(Ok(frame)) => return Ok((frame, "GPU process")),
+                Some(Err(e)) => say(&format!("GPU process screenshot failed ({e}); asking QEMU")),
+                None => {}
+            }
+        }
+        let machine = self
+            .machine
+            .as_mut()
+            .filter(|_| self.engine_alive)
+            .ok_or("the engine is not running")?;
+        machine
+            .screenshot()
+            .map(|f| (f, "QMP screendump"))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn write_png(frame: &Frame, path: &Path) -> Result<(), String> {
+    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    frame
+        .write_png(std::io::BufWriter::new(file))
+        .map_err(|e| e.to_string())
+}

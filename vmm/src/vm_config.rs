@@ -1,0 +1,687 @@
+//! Configuration of `rayvmm run`: command-line flags and an equivalent JSON file.
+//!
+//! Both sources fill the same [`RunOptions`] (every field optional); flags override the file;
+//! [`RunOptions::resolve`] checks the result and produces a [`RunConfig`] with every value
+//! parsed and every default applied. JSON keys are the flag names without the leading `--`
+//! (`"memory": "2G"`, `"3d": true`, `"vnc": "127.0.0.1:0"`); an unknown key is an error that
+//! names it.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Default guest memory in MiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 2048;
+/// Default number of virtual CPUs.
+pub const DEFAULT_CPUS: u32 = 2;
+/// Default display size.
+pub const DEFAULT_DISPLAY: DisplaySize = DisplaySize {
+    width: 1024,
+    height: 768,
+};
+/// Largest guest memory accepted, in MiB (1 TiB).
+const MAX_MEMORY_MIB: u64 = 1 << 20;
+/// Most virtual CPUs accepted.
+const MAX_CPUS: u32 = 256;
+/// Largest display edge accepted, in pixels.
+const MAX_DISPLAY_EDGE: u32 = 16384;
+
+/// Why a configuration was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {message}")]
+    ReadFile { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("invalid memory size {0:?}: expected a number of MiB or a size such as 512M or 2G, at least 64M")]
+    Memory(String),
+    #[error("invalid CPU count {0}: expected 1 to {MAX_CPUS}")]
+    Cpus(u32),
+    #[error("invalid display size {0:?}: expected WIDTHxHEIGHT such as 1024x768, each 16 to {MAX_DISPLAY_EDGE}")]
+    Display(String),
+    #[error("invalid policy action {0:?}: expected kill or trap")]
+    Action(String),
+    #[error("invalid VNC address {0:?}: expected HOST:DISPLAY such as 127.0.0.1:0")]
+    VncSyntax(String),
+    #[error(
+        "refusing VNC on {0}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed"
+    )]
+    VncNotLoopback(String),
+    #[error("nothing to boot: give --kernel (with optional --initrd and --append) or --firmware")]
+    NoBootSource,
+    #[error("--kernel and --firmware are alternatives: give one of them")]
+    KernelAndFirmware,
+    #[error("--{0} needs --kernel")]
+    NeedsKernel(&'static str),
+    #[error("--disk needs --firmware (a kernel boot takes its root from --initrd)")]
+    DiskNeedsFirmware,
+    #[error("{what} {path} does not exist or is not a regular file")]
+    MissingFile { what: &'static str, path: PathBuf },
+    #[error("invalid GPU backend {0:?}: expected ray-gpu or reference")]
+    GpuBackend(String),
+}
+
+/// Which policy action the GPU process's seccomp filter takes on a refused call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyAction {
+    /// Kill the process (the production setting).
+    #[default]
+    Kill,
+    /// Trap, report the call's name and arguments on the tube, then exit.
+    Trap,
+}
+
+impl FromStr for PolicyAction {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "kill" => Ok(PolicyAction::Kill),
+            "trap" => Ok(PolicyAction::Trap),
+            other => Err(ConfigError::Action(other.to_string())),
+        }
+    }
+}
+
+/// Which program serves the vhost-user GPU device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuBackendKind {
+    /// The jailed `ray-gpu` (the product).
+    #[default]
+    RayGpu,
+    /// QEMU's unjailed reference backend `/usr/lib/qemu/vhost-user-gpu` (2D only): for
+    /// comparison and for bringing up the engine; never for untrusted guests.
+    Reference,
+}
+
+impl FromStr for GpuBackendKind {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ray-gpu" => Ok(GpuBackendKind::RayGpu),
+            "reference" => Ok(GpuBackendKind::Reference),
+            other => Err(ConfigError::GpuBackend(other.to_string())),
+        }
+    }
+}
+
+/// Width and height of the guest's display, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisplaySize {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FromStr for DisplaySize {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::Display(s.to_string());
+        let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+        let width: u32 = w.trim().parse().map_err(|_| bad())?;
+        let height: u32 = h.trim().parse().map_err(|_| bad())?;
+        let ok = |v: u32| (16..=MAX_DISPLAY_EDGE).contains(&v);
+        if !ok(width) || !ok(height) {
+            return Err(bad());
+        }
+        Ok(DisplaySize { width, height })
+    }
+}
+
+impl fmt::Display for DisplaySize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// A VNC server address that only this machine can reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopbackVnc {
+    /// The host part as QEMU's `-vnc` takes it (`127.0.0.1`, `[::1]`, `localhost`).
+    pub host: String,
+    /// VNC display number; the server listens on TCP port 5900 + display.
+    pub display: u16,
+}
+
+impl FromStr for LoopbackVnc {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let syntax = || ConfigError::VncSyntax(s.to_string());
+        let (host, display) = s.rsplit_once(':').ok_or_else(syntax)?;
+        let display: u16 = display.parse().map_err(|_| syntax())?;
+        if display > 100 {
+            return Err(syntax());
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = match bare {
+            "localhost" => true,
+            "" => return Err(ConfigError::VncNotLoopback("all addresses".to_string())),
+            _ => bare.parse::<IpAddr>().map_err(|_| syntax())?.is_loopback(),
+        };
+        if !loopback {
+            return Err(ConfigError::VncNotLoopback(host.to_string()));
+        }
+        let host = match bare.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{bare}]"),
+            _ => bare.to_string(),
+        };
+        Ok(LoopbackVnc { host, display })
+    }
+}
+
+impl Default for LoopbackVnc {
+    fn default() -> Self {
+        LoopbackVnc {
+            host: Ipv4Addr::LOCALHOST.to_string(),
+            display: 0,
+        }
+    }
+}
+
+/// Parses a memory size: plain numbers are MiB; suffixes K, M, G, T (optionally with `iB`).
+pub fn parse_memory_mib(s: &str) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::Memory(s.to_string());
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let mib = match unit {
+        "" | "M" | "m" => Some(n),
+        "G" | "g" => n.checked_mul(1024),
+        "T" | "t" => n.checked_mul(1024 * 1024),
+        "K" | "k" if n.is_multiple_of(1024) => Some(n / 1024),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    if !(64..=MAX_MEMORY_MIB).contains(&mib) {
+        return Err(bad());
+    }
+    Ok(mib)
+}
+
+/// The options of `rayvmm run`, each optional, as a JSON config file holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    pub memory: Option<String>,
+    pub cpus: Option<u32>,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub append: Option<String>,
+    pub firmware: Option<PathBuf>,
+    pub disk: Option<PathBuf>,
+    pub display: Option<String>,
+    #[serde(rename = "3d")]
+    pub three_d: Option<bool>,
+    pub action: Option<String>,
+    pub screenshot: Option<PathBuf>,
+    pub vnc: Option<String>,
+    pub qemu: Option<PathBuf>,
+    #[serde(rename = "gpu-backend")]
+    pub gpu_backend: Option<String>,
+    #[serde(rename = "ray-gpu")]
+    pub ray_gpu: Option<PathBuf>,
+}
+
+/// Command-line flags of `rayvmm run`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// JSON file with the same options (keys are the flag names: "memory", "3d", ...);
+    /// flags given on the command line override it.
+    #[arg(long, value_name = "FILE.json")]
+    pub config: Option<PathBuf>,
+    /// Guest memory: MiB, or with a suffix (512M, 2G) [default: 2G].
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Virtual CPUs [default: 2].
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Linux kernel image to boot directly.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk for --kernel.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line for --kernel.
+    #[arg(long, value_name = "CMDLINE")]
+    pub append: Option<String>,
+    /// UEFI firmware (OVMF) to boot instead of a kernel.
+    #[arg(long, value_name = "PATH")]
+    pub firmware: Option<PathBuf>,
+    /// Raw disk image for --firmware (attached read-only-safe as a snapshot).
+    #[arg(long, value_name = "PATH")]
+    pub disk: Option<PathBuf>,
+    /// Display size offered to the guest, WIDTHxHEIGHT [default: 1024x768].
+    #[arg(long, value_name = "WxH")]
+    pub display: Option<String>,
+    /// Offer VirGL 3D to the guest [default].
+    #[arg(long = "3d", overrides_with = "no_3d")]
+    pub three_d: bool,
+    /// 2D only: do not offer VirGL.
+    #[arg(long = "no-3d", overrides_with = "three_d")]
+    pub no_3d: bool,
+    /// What the GPU process's seccomp filter does on a refused call: kill, or trap (report the
+    /// call's name and arguments, then exit) [default: kill].
+    #[arg(long, value_name = "kill|trap")]
+    pub action: Option<String>,
+    /// Write the scanout as PNG here at exit; SIGUSR1 writes it here while running.
+    #[arg(long, value_name = "PATH.png")]
+    pub screenshot: Option<PathBuf>,
+    /// Serve the display over VNC on a loopback address, e.g. 127.0.0.1:0 (port 5900).
+    #[arg(long, value_name = "HOST:DISPLAY")]
+    pub vnc: Option<String>,
+    /// QEMU binary (version 8 or later) [default: qemu-system-x86_64 from PATH].
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// vhost-user GPU server: ray-gpu (jailed), or reference (QEMU's unjailed
+    /// vhost-user-gpu, 2D, for comparison) [default: ray-gpu].
+    #[arg(long = "gpu-backend", value_name = "ray-gpu|reference")]
+    pub gpu_backend: Option<String>,
+    /// The ray-gpu binary [default: next to rayvmm].
+    #[arg(long = "ray-gpu", value_name = "PATH")]
+    pub ray_gpu: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The flags given on the command line, as options.
+    pub fn options(&self) -> RunOptions {
+        let three_d = match (self.three_d, self.no_3d) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
+        RunOptions {
+            memory: self.memory.clone(),
+            cpus: self.cpus,
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            append: self.append.clone(),
+            firmware: self.firmware.clone(),
+            disk: self.disk.clone(),
+            display: self.display.clone(),
+            three_d,
+            action: self.action.clone(),
+            screenshot: self.screenshot.clone(),
+            vnc: self.vnc.clone(),
+            qemu: self.qemu.clone(),
+            gpu_backend: self.gpu_backend.clone(),
+            ray_gpu: self.ray_gpu.clone(),
+        }
+    }
+
+    /// Reads the config file (if any), lays the flags over it and resolves the result.
+    pub fn resolve(&self) -> Result<RunConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => RunOptions::from_file(path)?,
+            None => RunOptions::default(),
+        };
+        self.options().over(file).resolve()
+    }
+}
+
+/// How the guest boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootSource {
+    /// Direct Linux boot.
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        append: String,
+    },
+    /// UEFI firmware, optionally with a disk.
+    Firmware {
+        firmware: PathBuf,
+        disk: Option<PathBuf>,
+    },
+}
+
+/// A checked, complete `rayvmm run` configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunConfig {
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub boot: BootSource,
+    pub display: DisplaySize,
+    pub three_d: bool,
+    pub action: PolicyAction,
+    pub screenshot: Option<PathBuf>,
+    pub vnc: Option<LoopbackVnc>,
+    pub qemu: PathBuf,
+    pub gpu_backend: GpuBackendKind,
+    pub ray_gpu: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Parses a JSON config file; unknown keys are an error naming the key.
+    pub fn from_file(path: &Path) -> Result<RunOptions, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        RunOptions::from_json(&text).map_err(|message| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses the JSON text of a config file.
+    pub fn from_json(text: &str) -> Result<RunOptions, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// These options, with anything unset taken from `base`.
+    pub fn over(self, base: RunOptions) -> RunOptions {
+        RunOptions {
+            memory: self.memory.or(base.memory),
+            cpus: self.cpus.or(base.cpus),
+            kernel: self.kernel.or(base.kernel),
+            initrd: self.initrd.or(base.initrd),
+            append: self.append.or(base.append),
+            firmware: self.firmware.or(base.firmware),
+            disk: self.disk.or(base.disk),
+            display: self.display.or(base.display),
+            three_d: self.three_d.or(base.three_d),
+            action: self.action.or(base.action),
+            screenshot: self.screenshot.or(base.screenshot),
+            vnc: self.vnc.or(base.vnc),
+            qemu: self.qemu.or(base.qemu),
+            gpu_backend: self.gpu_backend.or(base.gpu_backend),
+            ray_gpu: self.ray_gpu.or(base.ray_gpu),
+        }
+    }
+
+    /// Checks every value and applies the defaults.
+    pub fn resolve(self) -> Result<RunConfig, ConfigError> {
+        let memory_mib = match &self.memory {
+            Some(m) => parse_memory_mib(m)?,
+            None => DEFAULT_MEMORY_MIB,
+        };
+        let cpus = self.cpus.unwrap_or(DEFAULT_CPUS);
+        if !(1..=MAX_CPUS).contains(&cpus) {
+            return Err(ConfigError::Cpus(cpus));
+        }
+        let display = match &self.display {
+            Some(d) => d.parse()?,
+            None => DEFAULT_DISPLAY,
+        };
+        let action = match &self.action {
+            Some(a) => a.parse()?,
+            None => PolicyAction::default(),
+        };
+        let vnc = self.vnc.as_deref().map(str::parse).transpose()?;
+        let gpu_backend = match &self.gpu_backend {
+            Some(g) => g.parse()?,
+            None => GpuBackendKind::default(),
+        };
+        let boot = self.boot_source()?;
+        Ok(RunConfig {
+            memory_mib,
+            cpus,
+            boot,
+            display,
+            three_d: self.three_d.unwrap_or(true),
+            action,
+            screenshot: self.screenshot,
+            vnc,
+            qemu: self
+                .qemu
+                .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
+            gpu_backend,
+            ray_gpu: self.ray_gpu,
+        })
+    }
+
+    fn boot_source(&self) -> Result<BootSource, ConfigError> {
+        match (&self.kernel, &self.firmware) {
+            (Some(_), Some(_)) => Err(ConfigError::KernelAndFirmware),
+            (None, None) => Err(ConfigError::NoBootSource),
+            (Some(kernel), None) => {
+                if self.disk.is_some() {
+                    return Err(ConfigError::DiskNeedsFirmware);
+                }
+                require_file("kernel", kernel)?;
+                if let Some(initrd) = &self.initrd {
+                    require_file("initrd", initrd)?;
+                }
+                Ok(BootSource::Kernel {
+                    kernel: kernel.clone(),
+                    initrd: self.initrd.clone(),
+                    append: self.append.clone().unwrap_or_default(),
+                })
+            }
+            (None, Some(firmware)) => {
+                if self.initrd.is_some() {
+                    return Err(ConfigError::NeedsKernel("initrd"));
+                }
+                if self.append.is_some() {
+                    return Err(ConfigError::NeedsKernel("append"));
+                }
+                require_file("firmware", firmware)?;
+                if let Some(disk) = &self.disk {
+                    require_file("disk", disk)?;
+                }
+                Ok(BootSource::Firmware {
+                    firmware: firmware.clone(),
+                    disk: self.disk.clone(),
+                })
+            }
+        }
+    }
+}
+
+fn require_file(what: &'static str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(ConfigError::MissingFile {
+            what,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firmware_options() -> RunOptions {
+        RunOptions {
+            firmware: Some(PathBuf::from("/proc/self/exe")),
+            ..RunOptions::default()
+        }
+    }
+
+    #[test]
+    fn memory_sizes_accept_mib_and_suffixes() {
+        let parsed: Vec<u64> = ["512", "512M", "2G", "2GiB", "1048576K"]
+            .iter()
+            .map(|s| parse_memory_mib(s).unwrap())
+            .collect();
+
+        assert_eq!(parsed, vec![512, 512, 2048, 2048, 1024]);
+    }
+
+    #[test]
+    fn memory_sizes_reject_garbage_and_tiny_values() {
+        let results: Vec<bool> = ["", "2Q", "-1", "1", "G"]
+            .iter()
+            .map(|s| parse_memory_mib(s).is_err())
+            .collect();
+
+        assert_eq!(results, vec![true; 5]);
+    }
+
+    #[test]
+    fn display_size_parses_width_by_height() {
+        let size: DisplaySize = "1280x800".parse().unwrap();
+
+        assert_eq!(
+            size,
+            DisplaySize {
+                width: 1280,
+                height: 800
+            }
+        );
+    }
+
+    #[test]
+    fn display_size_rejects_zero_edge() {
+        let err = "0x768".parse::<DisplaySize>().unwrap_err();
+
+        assert_eq!(err, ConfigError::Display("0x768".to_string()));
+    }
+
+    #[test]
+    fn vnc_accepts_loopback_addresses() {
+        let hosts: Vec<String> = ["127.0.0.1:0", "localhost:3", "[::1]:1", "127.1.2.3:2"]
+            .iter()
+            .map(|s| s.parse::<LoopbackVnc>().unwrap().host)
+            .collect();
+
+        assert_eq!(hosts, vec!["127.0.0.1", "localhost", "[::1]", "127.1.2.3"]);
+    }
+
+    #[test]
+    fn vnc_refuses_non_loopback_address() {
+        let err = "0.0.0.0:0".parse::<LoopbackVnc>().unwrap_err();
+
+        assert_eq!(err, ConfigError::VncNotLoopback("0.0.0.0".to_string()));
+    }
+
+    #[test]
+    fn vnc_refuses_empty_host_that_would_listen_everywhere() {
+        let err = ":0".parse::<LoopbackVnc>().unwrap_err();
+
+        assert!(matches!(err, ConfigError::VncNotLoopback(_)));
+    }
+
+    #[test]
+    fn json_unknown_key_is_named_in_the_error() {
+        let err = RunOptions::from_json(r#"{"memory": "1G", "memroy": "2G"}"#).unwrap_err();
+
+        assert!(err.contains("memroy"), "{err}");
+    }
+
+    #[test]
+    fn json_keys_match_flag_names() {
+        let json = r#"{"memory":"1G","cpus":1,"display":"800x600","3d":false,"action":"trap",
+                       "vnc":"127.0.0.1:1","gpu-backend":"reference","firmware":"/proc/self/exe"}"#;
+
+        let config = RunOptions::from_json(json).unwrap().resolve().unwrap();
+
+        assert_eq!(
+            (
+                config.memory_mib,
+                config.cpus,
+                config.display.to_string(),
+                config.three_d,
+                config.action,
+                config.vnc.map(|v| v.display),
+                config.gpu_backend
+            ),
+            (
+                1024,
+                1,
+                "800x600".to_string(),
+                false,
+                PolicyAction::Trap,
+                Some(1),
+                GpuBackendKind::Reference
+            )
+        );
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let file = RunOptions {
+            memory: Some("1G".into()),
+            cpus: Some(4),
+            ..firmware_options()
+        };
+        let flags = RunOptions {
+            memory: Some("3G".into()),
+            ..RunOptions::default()
+        };
+
+        let config = flags.over(file).resolve().unwrap();
+
+        assert_eq!((config.memory_mib, config.cpus), (3072, 4));
+    }
+
+    #[test]
+    fn no_3d_flag_turns_3d_off() {
+        let args = RunArgs {
+            no_3d: true,
+            ..RunArgs::default()
+        };
+
+        assert_eq!(args.options().three_d, Some(false));
+    }
+
+    #[test]
+    fn kernel_and_firmware_together_are_refused() {
+        let options = RunOptions {
+            kernel: Some(PathBuf::from("/proc/self/exe")),
+            ..firmware_options()
+        };
+
+        assert_eq!(options.resolve(), Err(ConfigError::KernelAndFirmware));
+    }
+
+    #[test]
+    fn missing_boot_source_is_refused() {
+        assert_eq!(
+            RunOptions::default().resolve(),
+            Err(ConfigError::NoBootSource)
+        );
+    }
+
+    #[test]
+    fn missing_kernel_file_is_named() {
+        let options = RunOptions {
+            kernel: Some(PathBuf::from("/nonexistent/vmlinuz")),
+            ..RunOptions::default()
+        };
+
+        assert_eq!(
+            options.resolve(),
+            Err(ConfigError::MissingFile {
+                what: "kernel",
+                path: PathBuf::from("/nonexistent/vmlinuz")
+            })
+        );
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        let config = firmware_options().resolve().unwrap();
+
+        assert_eq!(
+            (
+                config.memory_mib,
+                config.cpus,
+                config.display,
+                config.three_d,
+                config.action
+            ),
+            (
+                DEFAULT_MEMORY_MIB,
+                DEFAULT_CPUS,
+                DEFAULT_DISPLAY,
+                true,
+                PolicyAction::Kill
+            )
+        );
+    }
+}
