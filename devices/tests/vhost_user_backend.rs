@@ -1,0 +1,501 @@
+//! The vhost-user backend served in-process to a frontend that speaks the wire format, with a
+//! small stand-in device model (it answers each chain with its readable bytes reversed), so
+//! the transport is tested on its own: negotiation, memory, rings, kicks and calls, config
+//! space, refusals, the display socket, and disconnection.
+
+mod support;
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use devices::vhost_user::{Backend, DeviceHandle, DeviceModel, DisplayError, DisplaySocket};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use support::display_peer::{DisplayMessage, DisplayPeer};
+use support::frontend::{
+    Frontend, Region, GET_MAX_MEM_SLOTS, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, PROTOCOL_F_CONFIG,
+    PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK, SET_VRING_NUM, VHOST_USER_F_PROTOCOL_FEATURES,
+    VIRTIO_F_VERSION_1,
+};
+use support::guest::{Buffer, DriverQueue, GuestRam, USER_BASE};
+
+const CONFIG_SIZE: usize = 24;
+const DEVICE_FEATURES: u64 = 0b11;
+
+/// Reverses what the driver wrote into what the driver lets it write.
+#[derive(Default)]
+struct ReverseDevice {
+    config: [u8; CONFIG_SIZE],
+    acked: u64,
+    display: Option<DisplaySocket>,
+}
+
+impl DeviceModel for ReverseDevice {
+    fn queue_count(&self) -> usize {
+        2
+    }
+
+    fn features(&self) -> u64 {
+        DEVICE_FEATURES
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.acked = features;
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) -> bool {
+        let range = offset as usize..offset as usize + data.len();
+        self.config
+            .get(range)
+            .map(|bytes| data.copy_from_slice(bytes))
+            .is_some()
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) -> bool {
+        let range = offset as usize..offset as usize + data.len();
+        self.config
+            .get_mut(range)
+            .map(|bytes| bytes.copy_from_slice(data))
+            .is_some()
+    }
+
+    fn set_display(&mut self, display: DisplaySocket) {
+        self.display = Some(display);
+    }
+
+    fn process_queue(&mut self, memory: &GuestMemoryMmap, queue: &mut Queue, _: usize) -> bool {
+        let mut used = false;
+        while let Some(chain) = queue.pop_descriptor_chain(memory) {
+            let head = chain.head_index();
+            let mut reader = chain.clone().reader(memory).expect("reader");
+            let mut writer = chain.writer(memory).expect("writer");
+            let mut bytes = vec![0u8; reader.available_bytes()];
+            std::io::Read::read_exact(&mut reader, &mut bytes).expect("read chain");
+            bytes.reverse();
+            let written = writer.available_bytes().min(bytes.len());
+            std::io::Write::write_all(&mut writer, &bytes[..written]).expect("write chain");
+            queue
+                .add_used(memory, head, written as u32)
+                .expect("add used");
+            used = true;
+        }
+        used
+    }
+
+    fn fence_event(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    fn process_fences(&mut self, _: &GuestMemoryMmap, _: &mut Queue) -> bool {
+        false
+    }
+
+    fn reset(&mut self) {
+        *self = ReverseDevice::default();
+    }
+}
+
+struct Setup {
+    frontend: Frontend,
+    ram: GuestRam,
+    handle: DeviceHandle<ReverseDevice>,
+    server: JoinHandle<Result<(), devices::vhost_user::Error>>,
+}
+
+/// A served backend with a negotiated frontend and 16 MiB of shared guest RAM.
+fn setup() -> Setup {
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let backend = Backend::new(ReverseDevice {
+        config: [7; CONFIG_SIZE],
+        ..ReverseDevice::default()
+    });
+    let handle = backend.handle();
+    let server = thread::spawn(move || backend.serve(theirs));
+    let frontend = Frontend::new(ours);
+    frontend.negotiate(DEVICE_FEATURES);
+    let ram = GuestRam::new(16 << 20);
+    assert!(frontend.set_mem_table(&[ram.region()], &[ram.file.as_raw_fd()]));
+    Setup {
+        frontend,
+        ram,
+        handle,
+        server,
+    }
+}
+
+#[test]
+fn negotiation_offers_transport_and_device_features() {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    thread::spawn(move || Backend::new(ReverseDevice::default()).serve(theirs));
+    let frontend = Frontend::new(ours);
+
+    let offered = frontend.negotiate(DEVICE_FEATURES);
+    let protocol = frontend.query_u64(GET_PROTOCOL_FEATURES);
+    let queues = frontend.query_u64(GET_QUEUE_NUM);
+
+    let wanted = VIRTIO_F_VERSION_1 | VHOST_USER_F_PROTOCOL_FEATURES | DEVICE_FEATURES;
+    assert_eq!(offered & wanted, wanted);
+    let wanted_protocol = PROTOCOL_F_MQ | PROTOCOL_F_REPLY_ACK | PROTOCOL_F_CONFIG;
+    assert_eq!(protocol & wanted_protocol, wanted_protocol);
+    assert_eq!(queues, 2);
+}
+
+#[test]
+fn device_features_acked_by_the_driver_reach_the_model() {
+    let setup = setup();
+
+    let acked = setup.handle.with(|device| device.acked);
+
+    assert_eq!(acked, DEVICE_FEATURES);
+}
+
+#[test]
+fn descriptor_chain_is_processed_and_used_entry_returned() {
+    let mut setup = setup();
+    let mut queue = DriverQueue::setup(&setup.frontend, 0, 64);
+    let request = setup.ram.alloc(5, 8);
+    let response = setup.ram.alloc(16, 8);
+    setup.ram.write(request, b"hello");
+
+    let (_, written) = queue.roundtrip(
+        &setup.ram,
+        &[Buffer::readable(request, 5), Buffer::writable(response, 16)],
+    );
+
+    assert_eq!(written, 5);
+    assert_eq!(setup.ram.read(response, 5), b"olleh");
+}
+
+#[test]
+fn second_queue_is_served_independently() {
+    let mut setup = setup();
+    let _control = DriverQueue::setup(&setup.frontend, 0, 64);
+    let mut cursor = DriverQueue::setup(&setup.frontend, 1, 16);
+    let request = setup.ram.alloc(3, 8);
+    let response = setup.ram.alloc(3, 8);
+    setup.ram.write(request, b"abc");
+
+    cursor.roundtrip(
+        &setup.ram,
+        &[Buffer::readable(request, 3), Buffer::writable(response, 3)],
+    );
+
+    assert_eq!(setup.ram.read(response, 3), b"cba");
+}
+
+#[test]
+fn queue_size_that_is_not_a_power_of_two_is_refused() {
+    let setup = setup();
+
+    let accepted = setup.frontend.vring_state(SET_VRING_NUM, 0, 100);
+
+    assert!(!accepted);
+}
+
+#[test]
+fn queue_size_above_1024_is_refused() {
+    let setup = setup();
+
+    let accepted = setup.frontend.vring_state(SET_VRING_NUM, 0, 2048);
+
+    assert!(!accepted);
+}
+
+#[test]
+fn ring_index_beyond_the_queue_count_is_refused() {
+    let setup = setup();
+
+    let accepted = setup.frontend.vring_state(SET_VRING_NUM, 7, 64);
+
+    assert!(!accepted);
+}
+
+#[test]
+fn ring_address_outside_shared_memory_is_refused() {
+    let setup = setup();
+    setup.frontend.vring_state(SET_VRING_NUM, 0, 64);
+
+    let accepted = setup
+        .frontend
+        .set_vring_addr(0, USER_BASE + (16 << 20), USER_BASE, USER_BASE);
+
+    assert!(!accepted);
+}
+
+#[test]
+fn memory_region_larger_than_its_file_is_refused() {
+    let setup = setup();
+    let region = Region {
+        size: setup.ram.size * 2,
+        ..setup.ram.region()
+    };
+
+    let accepted = setup
+        .frontend
+        .set_mem_table(&[region], &[setup.ram.file.as_raw_fd()]);
+
+    assert!(!accepted);
+}
+
+#[test]
+fn memory_table_with_fewer_descriptors_than_regions_is_refused() {
+    let setup = setup();
+    let second = Region {
+        guest_phys_addr: 1 << 30,
+        user_addr: 1 << 40,
+        ..setup.ram.region()
+    };
+
+    let accepted = setup
+        .frontend
+        .set_mem_table(&[setup.ram.region(), second], &[setup.ram.file.as_raw_fd()]);
+
+    assert!(!accepted);
+}
+
+#[test]
+fn connection_stays_usable_after_refusals() {
+    let setup = setup();
+    setup.frontend.vring_state(SET_VRING_NUM, 0, 3);
+    setup.frontend.vring_state(SET_VRING_NUM, 9, 64);
+
+    let queues = setup.frontend.query_u64(GET_QUEUE_NUM);
+
+    assert_eq!(queues, 2);
+}
+
+#[test]
+fn max_memory_slots_are_reported() {
+    let setup = setup();
+
+    let slots = setup.frontend.query_u64(GET_MAX_MEM_SLOTS);
+
+    assert_eq!(slots, devices::vhost_user::MAX_REGIONS as u64);
+}
+
+#[test]
+fn get_vring_base_returns_the_next_available_index() {
+    let mut setup = setup();
+    let mut queue = DriverQueue::setup(&setup.frontend, 0, 64);
+    let buffer = setup.ram.alloc(4, 8);
+    for _ in 0..3 {
+        queue.roundtrip(&setup.ram, &[Buffer::readable(buffer, 4)]);
+    }
+
+    let base = setup.frontend.get_vring_base(0);
+
+    assert_eq!(base, 3);
+}
+
+#[test]
+fn stopped_ring_is_not_processed() {
+    let mut setup = setup();
+    let mut queue = DriverQueue::setup(&setup.frontend, 0, 64);
+    let buffer = setup.ram.alloc(4, 8);
+    setup.frontend.get_vring_base(0);
+
+    queue.push(&setup.ram, &[Buffer::readable(buffer, 4)]);
+    queue.notify();
+    thread::sleep(Duration::from_millis(200));
+
+    let used_idx = u16::from_le_bytes(
+        setup
+            .ram
+            .read(0x1_0000 + 16 * 64 + 6 + 2 * 64 + 2, 2)
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(used_idx, 0);
+}
+
+#[test]
+fn config_space_is_read_from_the_model() {
+    let setup = setup();
+
+    let config = setup.frontend.get_config(0, CONFIG_SIZE as u32);
+
+    assert_eq!(config, vec![7u8; CONFIG_SIZE]);
+}
+
+#[test]
+fn config_write_reaches_the_model() {
+    let setup = setup();
+
+    let accepted = setup.frontend.set_config(4, &[1, 0, 0, 0]);
+
+    assert!(accepted);
+    assert_eq!(
+        setup.handle.with(|device| device.config[4..8].to_vec()),
+        vec![1, 0, 0, 0]
+    );
+}
+
+#[test]
+fn config_read_outside_config_space_is_refused() {
+    let setup = setup();
+
+    let config = setup.frontend.get_config(20, 8);
+
+    assert!(config.is_empty());
+}
+
+/// Connects a display socket and returns the frontend's end of it.
+fn connect_display(setup: &Setup, modes: Vec<(u32, u32)>) -> DisplayPeer {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    assert!(setup.frontend.set_gpu_socket(theirs.as_raw_fd()));
+    drop(theirs);
+    let peer = DisplayPeer::start(ours, modes);
+    setup
+        .handle
+        .with(|device| assert!(device.display.is_some()));
+    peer
+}
+
+fn display(setup: &Setup) -> DisplaySocket {
+    setup
+        .handle
+        .with(|device| device.display.clone().expect("display connected"))
+}
+
+#[test]
+fn display_socket_negotiates_no_protocol_features() {
+    let setup = setup();
+
+    let peer = connect_display(&setup, vec![(1024, 768)]);
+
+    peer.wait_for(Duration::from_secs(5), |state| {
+        state
+            .messages
+            .contains(&DisplayMessage::SetProtocolFeatures(0))
+    });
+    assert_eq!(
+        peer.with(|state| state.messages.clone()),
+        vec![
+            DisplayMessage::GetProtocolFeatures,
+            DisplayMessage::SetProtocolFeatures(0)
+        ]
+    );
+}
+
+#[test]
+fn large_update_arrives_in_strips_under_the_size_limit() {
+    let setup = setup();
+    let peer = connect_display(&setup, vec![(1024, 768)]);
+    let display = display(&setup);
+    let pixels: Vec<u8> = (0..1024 * 768 * 4).map(|i| (i % 251) as u8).collect();
+
+    display.scanout(0, 1024, 768).unwrap();
+    display.update(0, (0, 0, 1024, 768), &pixels).unwrap();
+
+    peer.wait_for(Duration::from_secs(10), |state| {
+        state.framebuffers.get(&0).is_some_and(|fb| fb.2 == pixels)
+    });
+    let largest = peer.with(|state| {
+        state
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                DisplayMessage::Update { bytes, .. } => Some(*bytes),
+                _ => None,
+            })
+            .max()
+    });
+    assert!(largest.unwrap() <= devices::vhost_user::MAX_UPDATE_PAYLOAD);
+}
+
+#[test]
+fn update_before_any_scanout_is_refused() {
+    let setup = setup();
+    let _peer = connect_display(&setup, vec![(1024, 768)]);
+    let display = display(&setup);
+
+    let result = display.update(0, (0, 0, 1, 1), &[0; 4]);
+
+    assert_eq!(result, Err(DisplayError::ScanoutDisabled(0)));
+}
+
+#[test]
+fn update_outside_the_scanout_is_refused() {
+    let setup = setup();
+    let _peer = connect_display(&setup, vec![(1024, 768)]);
+    let display = display(&setup);
+    display.scanout(0, 64, 64).unwrap();
+
+    let result = display.update(0, (60, 0, 8, 1), &[0; 32]);
+
+    assert!(matches!(result, Err(DisplayError::OutOfBounds { .. })));
+}
+
+#[test]
+fn update_with_wrong_pixel_count_is_refused() {
+    let setup = setup();
+    let _peer = connect_display(&setup, vec![(1024, 768)]);
+    let display = display(&setup);
+    display.scanout(0, 64, 64).unwrap();
+
+    let result = display.update(0, (0, 0, 2, 2), &[0; 12]);
+
+    assert_eq!(
+        result,
+        Err(DisplayError::PixelCount {
+            got: 12,
+            expected: 16
+        })
+    );
+}
+
+#[test]
+fn display_info_comes_from_the_frontend() {
+    let setup = setup();
+    let _peer = connect_display(&setup, vec![(1280, 800)]);
+    let display = display(&setup);
+
+    let modes = display.display_info(Duration::from_secs(5)).unwrap();
+
+    assert_eq!(
+        (modes[0].width, modes[0].height, modes[0].enabled),
+        (1280, 800, true)
+    );
+}
+
+#[test]
+fn cursor_messages_reach_the_display() {
+    let setup = setup();
+    let peer = connect_display(&setup, vec![(1024, 768)]);
+    let display = display(&setup);
+    let image = vec![0xaa; devices::vhost_user::CURSOR_BYTES];
+
+    display.cursor_update(0, (10, 20), (1, 2), &image).unwrap();
+    display.cursor_move(0, (30, 40), true).unwrap();
+
+    peer.wait_for(Duration::from_secs(5), |state| {
+        state.messages.contains(&DisplayMessage::CursorPos {
+            scanout: 0,
+            x: 30,
+            y: 40,
+        })
+    });
+    assert!(peer.with(
+        |state| state.messages.contains(&DisplayMessage::CursorUpdate {
+            scanout: 0,
+            x: 10,
+            y: 20,
+            hot_x: 1,
+            hot_y: 2,
+            image: image.clone()
+        })
+    ));
+}
+
+#[test]
+fn frontend_disconnect_ends_serving_cleanly() {
+    let setup = setup();
+
+    drop(setup.frontend);
+
+    let result = setup.server.join().expect("server thread");
+    assert!(result.is_ok());
+}
