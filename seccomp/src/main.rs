@@ -1,5 +1,6 @@
 //! `ray-seccomp`: compile, audit, check, diff and learn minijail-syntax seccomp policies.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -154,9 +155,16 @@ fn load(path: &Path, include: &[PathBuf]) -> Result<Policy> {
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    emit(&(text + "\n"))
+}
+
+/// Writes to stdout, turning a closed pipe into an error instead of a panic.
+fn emit(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
-    writeln!(out).context("writing JSON")
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
 }
 
 fn compile(
@@ -176,12 +184,12 @@ fn compile(
         true => print_json(&serde_json::json!({
             "policy": path, "output": output, "instructions": program.len(),
         }))?,
-        false => println!(
-            "{}: {} instructions written to {}",
+        false => emit(&format!(
+            "{}: {} instructions written to {}\n",
             path.display(),
             program.len(),
             output.display()
-        ),
+        ))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -196,21 +204,28 @@ fn audit_all(paths: &[PathBuf], include: &[PathBuf], json: bool) -> Result<ExitC
     }
     match json {
         true => print_json(&reports)?,
-        false => reports.iter().for_each(print_audit),
+        false => emit(&reports.iter().map(audit_table).collect::<String>())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_audit(report: &audit::Report) {
-    println!("== {}", report.policy);
-    println!("{:<8} {:<22} CONSTRAINTS", "RISK", "SYSCALL");
+fn audit_table(report: &audit::Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "== {}", report.policy);
+    let _ = writeln!(out, "{:<8} {:<22} CONSTRAINTS", "RISK", "SYSCALL");
     for s in report.syscalls.iter().filter(|s| s.allowed) {
         let constraints: Vec<&str> = s
             .constraints
             .iter()
             .map(|c| c.rsplit_once(": ").map_or(c.as_str(), |(_, text)| text))
             .collect();
-        println!("{:<8} {:<22} {}", s.risk, s.name, constraints.join(" ; "));
+        let _ = writeln!(
+            out,
+            "{:<8} {:<22} {}",
+            s.risk,
+            s.name,
+            constraints.join(" ; ")
+        );
     }
     let denied: Vec<String> = report
         .syscalls
@@ -219,20 +234,19 @@ fn print_audit(report: &audit::Report) {
         .map(|s| format!("{} ({})", s.name, s.otherwise))
         .collect();
     if !denied.is_empty() {
-        println!("named but never allowed: {}", denied.join(", "));
+        let _ = writeln!(out, "named but never allowed: {}", denied.join(", "));
     }
-    println!();
-    println!("FINDINGS");
+    let _ = writeln!(out, "\nFINDINGS");
     for f in &report.findings {
-        println!("{:<8} {:<22} {}", f.risk, f.syscall, f.reason);
+        let _ = writeln!(out, "{:<8} {:<22} {}", f.risk, f.syscall, f.reason);
     }
     let s = &report.summary;
-    println!();
-    println!(
-        "summary: {} syscalls named, {} allowed; findings: {} high, {} medium, {} low",
+    let _ = writeln!(
+        out,
+        "\nsummary: {} syscalls named, {} allowed; findings: {} high, {} medium, {} low\n",
         s.syscalls, s.allowed, s.high, s.medium, s.low
     );
-    println!();
+    out
 }
 
 fn check(
@@ -270,7 +284,7 @@ fn check(
                 .iter()
                 .map(|v| format!("{v:#x}"))
                 .collect();
-            println!("{name}({}) -> {action}", shown.join(", "));
+            emit(&format!("{name}({}) -> {action}\n", shown.join(", ")))?;
         }
     }
     Ok(match action.runs() {
@@ -285,7 +299,7 @@ fn diff_policies(a: &Path, b: &Path, include: &[PathBuf], json: bool) -> Result<
     let report = diff::diff(&old, &new).context("compiling the policies")?;
     match json {
         true => print_json(&report)?,
-        false => print!("{report}"),
+        false => emit(&report.to_string())?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -294,6 +308,6 @@ fn learn_policy(trace: &Path, existing: Option<&Path>, include: &[PathBuf]) -> R
     let text = fs::read_to_string(trace).with_context(|| format!("reading {}", trace.display()))?;
     let observed = learn::parse_strace(&text);
     let existing = existing.map(|p| load(p, include)).transpose()?;
-    print!("{}", learn::policy_text(&observed, existing.as_ref()));
+    emit(&learn::policy_text(&observed, existing.as_ref()))?;
     Ok(ExitCode::SUCCESS)
 }

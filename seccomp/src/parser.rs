@@ -299,10 +299,7 @@ impl<'t> Cursor<'t> {
         let start = self.pos;
         let (allow_if, otherwise) = self.filter()?;
         self.end()?;
-        let text: Vec<&str> = self.tokens[start..]
-            .iter()
-            .map(|t| t.text.as_str())
-            .collect();
+        let text = source_text(&self.tokens[start..]);
         Ok(Statement {
             name,
             nr,
@@ -310,7 +307,7 @@ impl<'t> Cursor<'t> {
             otherwise,
             definition: Definition {
                 at: name_token.at,
-                text: text.join(" "),
+                text,
             },
         })
     }
@@ -456,6 +453,21 @@ impl<'t> Cursor<'t> {
             _ => Err(self.unexpected("a number or constant")),
         }
     }
+}
+
+/// Tokens back to policy text, spaced as people write it (`A|B`, `~(X)`).
+fn source_text(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    let mut glue = true;
+    for token in tokens {
+        let tight = matches!(token.kind, Kind::Pipe | Kind::RParen | Kind::Semicolon);
+        if !glue && !tight {
+            out.push(' ');
+        }
+        out.push_str(&token.text);
+        glue = matches!(token.kind, Kind::Pipe | Kind::Tilde | Kind::LParen);
+    }
+    out
 }
 
 fn lookup_syscall(token: &Token) -> Result<(&'static str, i64), PolicyError> {
