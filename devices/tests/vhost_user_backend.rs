@@ -105,15 +105,31 @@ struct Setup {
     server: JoinHandle<Result<(), devices::vhost_user::Error>>,
 }
 
+/// Serves `device` on a thread of its own (where the device lives) and returns the handle.
+fn spawn_backend(
+    device: ReverseDevice,
+    socket: UnixStream,
+) -> (
+    DeviceHandle<ReverseDevice>,
+    JoinHandle<Result<(), devices::vhost_user::Error>>,
+) {
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || {
+        let backend = Backend::new(device)?;
+        handle_tx.send(backend.handle()).expect("send the handle");
+        backend.serve(socket)
+    });
+    (handle_rx.recv().expect("a device handle"), server)
+}
+
 /// A served backend with a negotiated frontend and 16 MiB of shared guest RAM.
 fn setup() -> Setup {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let backend = Backend::new(ReverseDevice {
+    let device = ReverseDevice {
         config: [7; CONFIG_SIZE],
         ..ReverseDevice::default()
-    });
-    let handle = backend.handle();
-    let server = thread::spawn(move || backend.serve(theirs));
+    };
+    let (handle, server) = spawn_backend(device, theirs);
     let frontend = Frontend::new(ours);
     frontend.negotiate(DEVICE_FEATURES);
     let ram = GuestRam::new(16 << 20);
@@ -129,7 +145,7 @@ fn setup() -> Setup {
 #[test]
 fn negotiation_offers_transport_and_device_features() {
     let (ours, theirs) = UnixStream::pair().unwrap();
-    thread::spawn(move || Backend::new(ReverseDevice::default()).serve(theirs));
+    let _served = spawn_backend(ReverseDevice::default(), theirs);
     let frontend = Frontend::new(ours);
 
     let offered = frontend.negotiate(DEVICE_FEATURES);
@@ -147,7 +163,7 @@ fn negotiation_offers_transport_and_device_features() {
 fn device_features_acked_by_the_driver_reach_the_model() {
     let setup = setup();
 
-    let acked = setup.handle.with(|device| device.acked);
+    let acked = setup.handle.with(|device| device.acked).unwrap();
 
     assert_eq!(acked, DEVICE_FEATURES);
 }
@@ -328,7 +344,10 @@ fn config_write_reaches_the_model() {
 
     assert!(accepted);
     assert_eq!(
-        setup.handle.with(|device| device.config[4..8].to_vec()),
+        setup
+            .handle
+            .with(|device| device.config[4..8].to_vec())
+            .unwrap(),
         vec![1, 0, 0, 0]
     );
 }
@@ -348,16 +367,19 @@ fn connect_display(setup: &Setup, modes: Vec<(u32, u32)>) -> DisplayPeer {
     assert!(setup.frontend.set_gpu_socket(theirs.as_raw_fd()));
     drop(theirs);
     let peer = DisplayPeer::start(ours, modes);
-    setup
+    assert!(setup
         .handle
-        .with(|device| assert!(device.display.is_some()));
+        .with(|device| device.display.is_some())
+        .unwrap());
     peer
 }
 
 fn display(setup: &Setup) -> DisplaySocket {
     setup
         .handle
-        .with(|device| device.display.clone().expect("display connected"))
+        .with(|device| device.display.clone())
+        .unwrap()
+        .expect("display connected")
 }
 
 #[test]

@@ -1,7 +1,5 @@
-//! State shared by the request handler and the ring worker: the device model, the memory
-//! table and the vrings, behind one lock.
-
-use std::sync::{Mutex, MutexGuard};
+//! State shared by the request handler and the serving loop (both on the serving thread): the
+//! device model, the memory table and the vrings.
 
 use virtio_queue::QueueT;
 
@@ -72,6 +70,19 @@ impl<D: DeviceModel> Core<D> {
         }
     }
 
+    /// Serves ring `index` after its kick descriptor (of `generation`) fired; a kick from a
+    /// descriptor that was replaced since is ignored.
+    pub fn kicked(&mut self, index: usize, generation: u32) {
+        let Some(vring) = self.vrings.get_mut(index) else {
+            return;
+        };
+        if vring.kick_generation() != generation || vring.kick().is_none() {
+            return;
+        }
+        vring.clear_kick();
+        self.process_queue(index);
+    }
+
     /// Completes fenced commands on the control queue after the device's fence event fired.
     pub fn process_fences(&mut self) {
         let memory = self.memory.memory();
@@ -98,10 +109,4 @@ impl<D: DeviceModel> Core<D> {
         self.memory = MemoryTable::default();
         self.event_idx = false;
     }
-}
-
-/// Locks `core`, carrying on if another thread panicked while holding it (the state it left
-/// is the device's business; the transport state stays consistent per request).
-pub fn lock<D>(core: &Mutex<Core<D>>) -> MutexGuard<'_, Core<D>> {
-    core.lock().unwrap_or_else(|e| e.into_inner())
 }

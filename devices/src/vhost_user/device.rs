@@ -12,8 +12,9 @@ use vm_memory::GuestMemoryMmap;
 
 use super::display::DisplaySocket;
 
-/// A virtio device model that a vhost-user backend can serve.
-pub trait DeviceModel: Send + 'static {
+/// A virtio device model that a vhost-user backend can serve. It is used only on the thread
+/// that serves it, so it need not be `Send`.
+pub trait DeviceModel: 'static {
     /// Number of virtqueues (GET_QUEUE_NUM).
     fn queue_count(&self) -> usize;
 

@@ -15,9 +15,10 @@
 //! by qemu") and raises the config interrupt from its own UI; the model then learns the new
 //! modes by GET_DISPLAY_INFO on the display socket.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 
 use vhost::vhost_user::message::{
     VhostTransferStateDirection, VhostTransferStatePhase, VhostUserConfigFlags, VhostUserInflight,
@@ -30,7 +31,7 @@ use vhost::vhost_user::{Error as VhostError, GpuBackend, Result as VhostResult};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::QueueT;
 
-use super::core::{lock, Core};
+use super::core::Core;
 use super::device::DeviceModel;
 use super::display::DisplaySocket;
 use super::memory::{RegionSpec, MAX_REGIONS};
@@ -67,7 +68,7 @@ fn refuse(reason: impl std::fmt::Display) -> VhostError {
 
 /// Answers the frontend's requests for one connection.
 pub struct Handler<D> {
-    core: Arc<Mutex<Core<D>>>,
+    core: Rc<RefCell<Core<D>>>,
     kicks: Kicks,
     acked_features: u64,
     acked_protocol_features: u64,
@@ -75,7 +76,7 @@ pub struct Handler<D> {
 
 impl<D: DeviceModel> Handler<D> {
     /// A handler for `core`, registering kick descriptors in `kicks`.
-    pub fn new(core: Arc<Mutex<Core<D>>>, kicks: Kicks) -> Self {
+    pub fn new(core: Rc<RefCell<Core<D>>>, kicks: Kicks) -> Self {
         Handler {
             core,
             kicks,
@@ -85,7 +86,7 @@ impl<D: DeviceModel> Handler<D> {
     }
 
     fn offered_features(&self) -> u64 {
-        lock(&self.core).device.features() | TRANSPORT_FEATURES
+        self.core.borrow_mut().device.features() | TRANSPORT_FEATURES
     }
 
     fn protocol_features_acked(&self) -> bool {
@@ -98,7 +99,7 @@ impl<D: DeviceModel> Handler<D> {
         index: u32,
         f: impl FnOnce(&mut Vring, &Kicks) -> VhostResult<T>,
     ) -> VhostResult<T> {
-        let mut core = lock(&self.core);
+        let mut core = self.core.borrow_mut();
         let count = core.vrings.len();
         let vring = core
             .vrings
@@ -108,7 +109,7 @@ impl<D: DeviceModel> Handler<D> {
     }
 
     fn reset(&mut self) {
-        let mut core = lock(&self.core);
+        let mut core = self.core.borrow_mut();
         for vring in &core.vrings {
             if let Some(kick) = vring.kick() {
                 self.kicks.unwatch(kick.as_raw_fd());
@@ -149,7 +150,7 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
         self.acked_features = features;
         let enable_all = !self.protocol_features_acked();
         let event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;
-        let mut core = lock(&self.core);
+        let mut core = self.core.borrow_mut();
         let device_features = core.device.features();
         core.device.ack_features(features & device_features);
         core.event_idx = event_idx;
@@ -174,7 +175,8 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
             ));
         }
         let specs: Vec<RegionSpec> = regions.iter().map(region_spec).collect();
-        lock(&self.core)
+        self.core
+            .borrow_mut()
             .memory
             .replace(&specs, files)
             .map_err(refuse)?;
@@ -194,7 +196,7 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
         available: u64,
         _log: u64,
     ) -> VhostResult<()> {
-        let mut core = lock(&self.core);
+        let mut core = self.core.borrow_mut();
         let Core { memory, vrings, .. } = &mut *core;
         let count = vrings.len();
         let vring = vrings
@@ -225,7 +227,7 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VhostResult<()> {
         let kick = fd.ok_or_else(|| refuse("ring polling without a kick eventfd"))?;
-        let mut core = lock(&self.core);
+        let mut core = self.core.borrow_mut();
         let count = core.vrings.len();
         let vring = core
             .vrings
@@ -278,11 +280,11 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
     }
 
     fn get_queue_num(&mut self) -> VhostResult<u64> {
-        Ok(lock(&self.core).vrings.len() as u64)
+        Ok(self.core.borrow_mut().vrings.len() as u64)
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> VhostResult<()> {
-        let mut core = lock(&self.core);
+        let mut core = self.core.borrow_mut();
         let count = core.vrings.len();
         core.vrings
             .get_mut(index as usize)
@@ -304,7 +306,9 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
         _flags: VhostUserConfigFlags,
     ) -> VhostResult<Vec<u8>> {
         let mut data = vec![0u8; size as usize];
-        if !lock(&self.core)
+        if !self
+            .core
+            .borrow_mut()
             .device
             .read_config(u64::from(offset), &mut data)
         {
@@ -321,7 +325,12 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
         buf: &[u8],
         _flags: VhostUserConfigFlags,
     ) -> VhostResult<()> {
-        if !lock(&self.core).device.write_config(u64::from(offset), buf) {
+        if !self
+            .core
+            .borrow_mut()
+            .device
+            .write_config(u64::from(offset), buf)
+        {
             return Err(refuse(format!(
                 "config write of {} bytes at {offset} is outside config space",
                 buf.len()
@@ -332,7 +341,7 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
 
     fn set_gpu_socket(&mut self, gpu_backend: GpuBackend) -> VhostResult<()> {
         let display = DisplaySocket::start(gpu_backend).map_err(refuse)?;
-        lock(&self.core).device.set_display(display);
+        self.core.borrow_mut().device.set_display(display);
         Ok(())
     }
 
@@ -361,7 +370,8 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
         fd: File,
         _postcopy_listening: Option<bool>,
     ) -> VhostResult<Option<u64>> {
-        lock(&self.core)
+        self.core
+            .borrow_mut()
             .memory
             .add(&region_spec(region), fd)
             .map_err(refuse)?;
@@ -369,7 +379,8 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
     }
 
     fn remove_mem_region(&mut self, region: &VhostUserSingleMemoryRegion) -> VhostResult<()> {
-        lock(&self.core)
+        self.core
+            .borrow_mut()
             .memory
             .remove(region.guest_phys_addr, region.memory_size)
             .map_err(refuse)

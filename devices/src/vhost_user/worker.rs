@@ -1,75 +1,65 @@
-//! The ring worker: one thread waiting on the kick eventfds, the device's fence event and a
-//! stop event, and serving whichever fired.
+//! The serving loop: one thread, one epoll set, holding the vhost-user socket, the kick
+//! eventfds, the device's fence event, and a wake-up event for jobs sent from other threads.
 //!
-//! The request handler registers and unregisters kick descriptors in the worker's epoll set as
-//! the frontend replaces them. Each registration carries the ring index and the generation of
-//! its kick descriptor, so an event that raced with a replacement is recognised and ignored.
+//! Everything that touches the device runs on this thread: the renderer behind the GPU model
+//! (rutabaga, virglrenderer's GL contexts) is neither `Send` nor usable from a thread other
+//! than the one that made its context current. Other threads reach the device by sending a
+//! job ([`super::DeviceHandle::with`]) that this loop runs between requests.
+//!
+//! The request handler registers and unregisters kick descriptors as the frontend replaces
+//! them. Each registration carries the ring index and the generation of its kick descriptor,
+//! so an event that raced with a replacement is recognised and ignored.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
-use super::core::{lock, Core};
-use super::device::DeviceModel;
 
 const KIND_SHIFT: u32 = 56;
 const KIND_KICK: u64 = 1;
 const KIND_FENCE: u64 = 2;
-const KIND_STOP: u64 = 3;
+const KIND_JOBS: u64 = 3;
+const KIND_SOCKET: u64 = 4;
 
-/// Packs a kick registration into epoll's user data.
-fn kick_token(index: usize, generation: u32) -> u64 {
-    (KIND_KICK << KIND_SHIFT) | (u64::from(generation) << 16) | (index as u64 & 0xffff)
+/// What became ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// The frontend sent a request (or hung up).
+    Socket,
+    /// Ring `index`'s kick, registered with `generation`.
+    Kick { index: usize, generation: u32 },
+    /// The device's fence event.
+    Fence,
+    /// Jobs from other threads are waiting.
+    Jobs,
 }
 
-/// The worker's epoll set, shared with the request handler.
+/// The loop's epoll set, shared with the request handler (same thread).
 #[derive(Clone)]
 pub struct Kicks {
-    epoll: Arc<Epoll>,
+    epoll: Rc<Epoll>,
 }
 
 impl Kicks {
-    /// Starts watching `fd` as the kick of ring `index`, generation `generation`.
-    pub fn watch(&self, fd: RawFd, index: usize, generation: u32) -> io::Result<()> {
-        self.epoll.ctl(
-            ControlOperation::Add,
-            fd,
-            EpollEvent::new(EventSet::IN, kick_token(index, generation)),
-        )
-    }
-
-    /// Stops watching `fd`; must happen before the descriptor is closed, since the frontend
-    /// still holds the same open file and epoll would keep reporting it.
-    pub fn unwatch(&self, fd: RawFd) {
-        // Fails only if `fd` was not registered, which is the state wanted.
-        let _ = self
-            .epoll
-            .ctl(ControlOperation::Delete, fd, EpollEvent::default());
-    }
-}
-
-/// A running worker thread.
-pub struct Worker {
-    kicks: Kicks,
-    stop: EventFd,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Worker {
-    /// Starts the worker for `core`, watching the device's fence event if it has one.
-    pub fn start<D: DeviceModel>(core: Arc<Mutex<Core<D>>>) -> io::Result<Worker> {
-        let epoll = Arc::new(Epoll::new()?);
-        let stop = EventFd::new(EFD_NONBLOCK)?;
+    /// An epoll set watching the socket, the jobs event, and the fence event if any.
+    pub fn new(
+        socket: BorrowedFd<'_>,
+        jobs: BorrowedFd<'_>,
+        fence: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Kicks> {
+        let epoll = Epoll::new()?;
         epoll.ctl(
             ControlOperation::Add,
-            stop.as_raw_fd(),
-            EpollEvent::new(EventSet::IN, KIND_STOP << KIND_SHIFT),
+            socket.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, KIND_SOCKET << KIND_SHIFT),
         )?;
-        if let Some(fence) = lock(&core).device.fence_event() {
+        epoll.ctl(
+            ControlOperation::Add,
+            jobs.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, KIND_JOBS << KIND_SHIFT),
+        )?;
+        if let Some(fence) = fence {
             // Edge-triggered: a fence that completes while the control ring is stopped stays
             // pending in the model and is delivered when the ring starts again.
             epoll.ctl(
@@ -81,67 +71,54 @@ impl Worker {
                 ),
             )?;
         }
-        let kicks = Kicks { epoll };
-        let loop_epoll = Arc::clone(&kicks.epoll);
-        let thread = thread::Builder::new()
-            .name("vu-gpu-rings".into())
-            .spawn(move || run(&loop_epoll, &core))?;
-        Ok(Worker {
-            kicks,
-            stop,
-            thread: Some(thread),
+        Ok(Kicks {
+            epoll: Rc::new(epoll),
         })
     }
 
-    /// The epoll set, for the request handler.
-    pub fn kicks(&self) -> Kicks {
-        self.kicks.clone()
+    /// Starts watching `fd` as the kick of ring `index`, generation `generation`.
+    pub fn watch(&self, fd: RawFd, index: usize, generation: u32) -> io::Result<()> {
+        let token = (KIND_KICK << KIND_SHIFT) | (u64::from(generation) << 16) | (index as u64);
+        self.epoll.ctl(
+            ControlOperation::Add,
+            fd,
+            EpollEvent::new(EventSet::IN, token),
+        )
     }
-}
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // Writing to a fresh eventfd cannot overflow its counter.
-        let _ = self.stop.write(1);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("vhost-user ring worker panicked");
-            }
-        }
+    /// Stops watching `fd`; must happen before the descriptor is closed, since the frontend
+    /// still holds the same open file and epoll would keep reporting it.
+    pub fn unwatch(&self, fd: RawFd) {
+        // Fails only if `fd` was not registered, which is the state wanted.
+        let _ = self
+            .epoll
+            .ctl(ControlOperation::Delete, fd, EpollEvent::default());
     }
-}
 
-fn run<D: DeviceModel>(epoll: &Epoll, core: &Mutex<Core<D>>) {
-    let mut events = vec![EpollEvent::default(); 16];
-    loop {
-        let count = match epoll.wait(-1, &mut events) {
-            Ok(count) => count,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::error!("vhost-user ring worker: epoll_wait failed: {e}");
-                return;
+    /// Waits for the next batch of ready sources.
+    pub fn wait(&self, ready: &mut Vec<Ready>) -> io::Result<()> {
+        let mut events = [EpollEvent::default(); 16];
+        let count = loop {
+            match self.epoll.wait(-1, &mut events) {
+                Ok(count) => break count,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             }
         };
-        for event in &events[..count] {
+        ready.clear();
+        ready.extend(events[..count].iter().filter_map(|event| {
             let token = event.data();
             match token >> KIND_SHIFT {
-                KIND_STOP => return,
-                KIND_FENCE => lock(core).process_fences(),
-                KIND_KICK => {
-                    let index = (token & 0xffff) as usize;
-                    let generation = ((token >> 16) & 0xffff_ffff) as u32;
-                    let mut core = lock(core);
-                    let Some(vring) = core.vrings.get_mut(index) else {
-                        continue;
-                    };
-                    if vring.kick_generation() != generation || vring.kick().is_none() {
-                        continue;
-                    }
-                    vring.clear_kick();
-                    core.process_queue(index);
-                }
-                _ => {}
+                KIND_SOCKET => Some(Ready::Socket),
+                KIND_FENCE => Some(Ready::Fence),
+                KIND_JOBS => Some(Ready::Jobs),
+                KIND_KICK => Some(Ready::Kick {
+                    index: (token & 0xffff) as usize,
+                    generation: ((token >> 16) & 0xffff_ffff) as u32,
+                }),
+                _ => None,
             }
-        }
+        }));
+        Ok(())
     }
 }

@@ -5,4 +5,5 @@
 
 pub mod display_peer;
 pub mod frontend;
+pub mod gpu_cmd;
 pub mod guest;
