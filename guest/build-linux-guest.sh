@@ -28,7 +28,7 @@ die() { echo "build-linux-guest: error: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot)"
 case "$kernel_suite" in bookworm|bookworm-backports) ;; *) die "RAYOS_GUEST_KERNEL=$kernel_suite" ;; esac
 
-"$repo/scripts/setup-guest-tools.sh"
+[ "${RAYOS_GUEST_TOOLS_CHECKED:-0}" = 1 ] || "$repo/scripts/setup-guest-tools.sh"
 
 list() { sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$1"; }
 

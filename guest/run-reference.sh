@@ -87,7 +87,7 @@ if [ -z "$timeout" ]; then
 fi
 
 if [ $uefi = 0 ]; then
-  "$here/build-linux-guest.sh" >&2
+  RAYOS_GUEST_TOOLS_CHECKED=1 "$here/build-linux-guest.sh" >&2
   img="$repo/.cache/guest/linux"
 fi
 
@@ -173,7 +173,7 @@ if [ $uefi = 1 ]; then
     -device virtio-blk-pci,drive=esp
   )
 else
-  append="console=ttyS0,115200 panic=-1 loglevel=6 mitigations=off"
+  append="console=ttyS0,115200 panic=-1 loglevel=7 mitigations=off"
   append+=" drm.edid_firmware=edid/1024x768.bin vt.global_cursor_default=0"
   append+=" rayos.workload=$workload rayos.frames=$frames rayos.duration=$duration rayos.hold=600"
   qemu+=(-kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$append")
@@ -181,7 +181,7 @@ fi
 
 # --- Helpers ----------------------------------------------------------------------------------
 if [ $need_x = 1 ]; then
-  Xvfb -displayfd 3 -screen 0 1280x1024x24 -nolisten tcp 3>"$run/xdisplay" >"$run/xvfb.log" 2>&1 &
+  Xvfb -displayfd 3 -screen 0 2560x1600x24 -nolisten tcp 3>"$run/xdisplay" >"$run/xvfb.log" 2>&1 &
   xvfb_pid=$!
   for _ in $(seq 100); do [ -s "$run/xdisplay" ] && break; sleep 0.1; done
   [ -s "$run/xdisplay" ] || { cat "$run/xvfb.log" >&2; die "Xvfb did not start"; }
@@ -214,12 +214,12 @@ qemu_pid=$!
 
 elapsed() { echo "$(date +%s.%N) $t0" | awk '{printf "%.2f", $1 - $2}'; }
 t_init="" t_done="" outcome=timeout
-deadline=$(echo "$t0 $timeout" | awk '{print $1 + $2}')
+deadline=$(( $(date +%s) + timeout ))
 while :; do
   if [ -z "$t_init" ] && grep -qa 'RAYOS-INIT' "$serial"; then t_init=$(elapsed); fi
   if grep -qa 'RAYOS-DONE' "$serial"; then t_done=$(elapsed); outcome=done; break; fi
   if ! kill -0 "$qemu_pid" 2>/dev/null; then outcome=exited; break; fi
-  if awk -v d="$deadline" -v n="$(date +%s.%N)" 'BEGIN { exit !(n > d) }'; then break; fi
+  if [ "$(date +%s)" -ge "$deadline" ]; then break; fi
   sleep 0.1
 done
 
@@ -227,7 +227,17 @@ shot=""
 if [ -n "$screendump" ] && [ "$outcome" != exited ]; then
   mkdir -p "$(dirname "$screendump")"
   screendump=$(cd "$(dirname "$screendump")" && pwd)/$(basename "$screendump")
-  if "$PY" "$here/qmp.py" "$qmp" screendump "$screendump" >&2; then shot=$screendump; fi
+  if "$PY" "$here/qmp.py" "$qmp" screendump "$screendump" >"$run/screendump.log" 2>&1; then
+    shot=$screendump
+    cat "$run/screendump.log" >&2
+  elif [ $need_x = 1 ]; then
+    # A virgl scanout on -display sdl,gl=on has no DisplaySurface ("no surface"): grab the
+    # QEMU window from Xvfb instead.
+    log "QMP screendump failed ($(tail -n1 "$run/screendump.log")); grabbing the X window"
+    if "$PY" "$here/xshot.py" "$screendump" >&2; then shot="$screendump (X window)"; fi
+  else
+    cat "$run/screendump.log" >&2
+  fi
 fi
 if [ "$outcome" != exited ]; then
   "$PY" "$here/qmp.py" "$qmp" quit >/dev/null 2>&1 || true

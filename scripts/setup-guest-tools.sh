@@ -16,7 +16,7 @@ bpo_packages=(qemu-system-x86 qemu-system-gui qemu-system-modules-opengl qemu-ut
 # Packages taken from bookworm itself.
 packages=(
   ovmf debootstrap zstd cpio kmod
-  xvfb xauth libgl1-mesa-dri libegl-mesa0
+  xvfb xauth x11-apps x11-utils libgl1-mesa-dri libegl-mesa0
   python3 ca-certificates
 )
 
