@@ -41,7 +41,8 @@ pub enum FromGpu {
 pub struct StartConfig {
     /// Name of the policy the filter was compiled from, for reports.
     pub policy_name: String,
-    /// The compiled filter: each `sock_filter` packed as `code | jt << 16 | jf << 24 | k << 32`.
+    /// The compiled filter: each `sock_filter` packed as `code | jt << 16 | jf << 24 | k << 32`
+    /// (`seccomp::bpf_to_words` / `seccomp::bpf_from_words`, used by both ends).
     pub seccomp_filter: Vec<u64>,
     /// The filter traps instead of killing: report the blocked call on the tube, then exit.
     pub report_blocked_syscalls: bool,
@@ -55,37 +56,6 @@ pub struct StartConfig {
 /// (trap-and-report mode): 128 + SIGSYS, as a shell reports a death by SIGSYS.
 pub const BLOCKED_SYSCALL_EXIT_CODE: i32 = 128 + 31;
 
-/// One classic-BPF instruction of a seccomp filter, as carried in
-/// [`StartConfig::seccomp_filter`]. Both ends convert through this type, so the packing below
-/// is written once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FilterInsn {
-    pub code: u16,
-    pub jt: u8,
-    pub jf: u8,
-    pub k: u32,
-}
-
-impl FilterInsn {
-    /// Packs the instruction as `code | jt << 16 | jf << 24 | k << 32`.
-    pub fn pack(self) -> u64 {
-        u64::from(self.code)
-            | u64::from(self.jt) << 16
-            | u64::from(self.jf) << 24
-            | u64::from(self.k) << 32
-    }
-
-    /// Reverses [`FilterInsn::pack`]; every `u64` is some instruction.
-    pub fn unpack(packed: u64) -> FilterInsn {
-        FilterInsn {
-            code: packed as u16,
-            jt: (packed >> 16) as u8,
-            jf: (packed >> 24) as u8,
-            k: (packed >> 32) as u32,
-        }
-    }
-}
-
 /// Paths inside the jail that Landlock leaves reachable.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LandlockRules {
@@ -93,6 +63,10 @@ pub struct LandlockRules {
     pub read_only: Vec<PathBuf>,
     /// Readable and writable (device nodes, the scratch tmpfs).
     pub read_write: Vec<PathBuf>,
+    /// Directories that may be listed (with everything below them), not read: the jail's
+    /// root, so the sandbox report can show the tree.
+    #[serde(default)]
+    pub list_only: Vec<PathBuf>,
 }
 
 /// The renderer the GPU process initialises before its filter goes on.
@@ -147,24 +121,4 @@ pub struct VisibleFile {
     pub path: String,
     pub kind: char,
     pub writable: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filter_insn_round_trips_through_its_packed_form() {
-        let insn = FilterInsn {
-            code: 0x15,
-            jt: 3,
-            jf: 250,
-            k: 0xdead_beef,
-        };
-
-        let packed = insn.pack();
-
-        assert_eq!(packed, 0xdead_beef_fa03_0015);
-        assert_eq!(FilterInsn::unpack(packed), insn);
-    }
 }

@@ -1,9 +1,12 @@
 //! rayvmm: the supervisor. It builds the GPU process's jail, spawns and watches it, and runs
 //! guests on it.
 
-pub mod jail;
-pub mod probe;
 pub mod engine;
+pub mod gpu_process;
+pub mod jail;
+pub mod policy;
+pub mod probe;
 pub mod run;
+pub mod verify;
 pub mod vm;
 pub mod vm_config;

@@ -62,10 +62,9 @@ fn perform(action: &Action) -> Result<(), i32> {
     // allocates or touches state shared with other threads of the supervisor.
     unsafe {
         match action {
-            Action::DieWithParent => check(libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-            ) as _),
+            Action::DieWithParent => {
+                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) as _)
+            }
             Action::AwaitParent { fd } => {
                 let mut byte = 0u8;
                 loop {
@@ -92,9 +91,7 @@ fn perform(action: &Action) -> Result<(), i32> {
                 }
             }
             Action::UnshareCgroupNamespace => check(libc::unshare(libc::CLONE_NEWCGROUP) as _),
-            Action::SetGroups(gids) => {
-                check(libc::setgroups(gids.len(), gids.as_ptr()) as _)
-            }
+            Action::SetGroups(gids) => check(libc::setgroups(gids.len(), gids.as_ptr()) as _),
             Action::SetResGid(gid) => check(libc::syscall(
                 libc::SYS_setresgid,
                 *gid as libc::c_long,
@@ -211,10 +208,9 @@ fn perform(action: &Action) -> Result<(), i32> {
                 0 as libc::c_ulong,
                 0 as libc::c_ulong,
             ) as _),
-            Action::SetSecurebits => check(libc::prctl(
-                libc::PR_SET_SECUREBITS,
-                super::plan::SECUREBITS,
-            ) as _),
+            Action::SetSecurebits => {
+                check(libc::prctl(libc::PR_SET_SECUREBITS, super::plan::SECUREBITS) as _)
+            }
             Action::ClearCapabilities => clear_capabilities(),
             Action::NoNewPrivs => check(libc::prctl(
                 libc::PR_SET_NO_NEW_PRIVS,

@@ -224,7 +224,11 @@ impl JailConfig {
             .iter()
             .map(|p| mirror_host_path(Path::new(p)))
             .collect();
-        tree.extend(devices.iter().map(|path| TreeEntry::Device { path: path.clone() }));
+        tree.extend(
+            devices
+                .iter()
+                .map(|path| TreeEntry::Device { path: path.clone() }),
+        );
         JailConfig {
             program: program.to_path_buf(),
             program_inside: PathBuf::from(PROGRAM_INSIDE),

@@ -41,45 +41,79 @@ pub(super) enum Action {
     /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`.
     DieWithParent,
     /// Read the supervisor's go-ahead byte (id maps written); end of file: it gave up or died.
-    AwaitParent { fd: RawFd },
+    AwaitParent {
+        fd: RawFd,
+    },
     /// The write end of the go-ahead pipe is held by the supervisor until exec; its hang-up
     /// means the supervisor died before `DieWithParent` took effect.
-    CheckParentAlive { fd: RawFd },
+    CheckParentAlive {
+        fd: RawFd,
+    },
     UnshareCgroupNamespace,
     SetGroups(Vec<libc::gid_t>),
     SetResGid(libc::gid_t),
     SetResUid(libc::uid_t),
-    Dup2 { from: RawFd, to: RawFd },
+    Dup2 {
+        from: RawFd,
+        to: RawFd,
+    },
     /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: everything above the layout closes at
     /// exec, while the error pipe still works until then.
-    CloseOthersOnExec { first: RawFd },
+    CloseOthersOnExec {
+        first: RawFd,
+    },
     MakeMountsPrivate,
     MountTmpfs {
         target: CString,
         flags: libc::c_ulong,
         data: CString,
     },
-    MkDir { path: CString, mode: libc::mode_t },
-    CreateFile { path: CString },
-    PivotRoot { new_root: CString, put_old: CString },
-    ChDir { path: CString },
-    Bind { source: CString, target: CString },
+    MkDir {
+        path: CString,
+        mode: libc::mode_t,
+    },
+    CreateFile {
+        path: CString,
+    },
+    PivotRoot {
+        new_root: CString,
+        put_old: CString,
+    },
+    ChDir {
+        path: CString,
+    },
+    Bind {
+        source: CString,
+        target: CString,
+    },
     /// `MS_REMOUNT | MS_BIND | flags`: per-mount flags only.
-    Remount { target: CString, flags: libc::c_ulong },
-    Symlink { value: CString, link: CString },
+    Remount {
+        target: CString,
+        flags: libc::c_ulong,
+    },
+    Symlink {
+        value: CString,
+        link: CString,
+    },
     MountProc {
         target: CString,
         flags: libc::c_ulong,
         data: CString,
     },
-    Detach { target: CString },
-    RmDir { path: CString },
+    Detach {
+        target: CString,
+    },
+    RmDir {
+        path: CString,
+    },
     SetRlimit {
         resource: libc::__rlimit_resource_t,
         soft: u64,
         hard: u64,
     },
-    DropBoundingSet { last_cap: u32 },
+    DropBoundingSet {
+        last_cap: u32,
+    },
     ClearAmbient,
     SetSecurebits,
     ClearCapabilities,
@@ -149,7 +183,10 @@ impl Plan {
         );
         b.push(Action::UnshareCgroupNamespace, "unshare(CLONE_NEWCGROUP)");
         b.identity(config, host);
-        b.push(Action::DieWithParent, "prctl(PR_SET_PDEATHSIG) after setresuid");
+        b.push(
+            Action::DieWithParent,
+            "prctl(PR_SET_PDEATHSIG) after setresuid",
+        );
         b.push(
             Action::CheckParentAlive { fd: fds.sync },
             "checking that the supervisor is alive",
@@ -213,12 +250,21 @@ impl Builder {
                 format!("setgroups({:?})", ids.supplementary_gids),
             );
         }
-        self.push(Action::SetResGid(ids.gid), format!("setresgid({})", ids.gid));
-        self.push(Action::SetResUid(ids.uid), format!("setresuid({})", ids.uid));
+        self.push(
+            Action::SetResGid(ids.gid),
+            format!("setresgid({})", ids.gid),
+        );
+        self.push(
+            Action::SetResUid(ids.uid),
+            format!("setresuid({})", ids.uid),
+        );
     }
 
     fn filesystem(&mut self, config: &JailConfig) -> Result<(), PlanError> {
-        self.push(Action::MakeMountsPrivate, "making / private (MS_REC|MS_PRIVATE)");
+        self.push(
+            Action::MakeMountsPrivate,
+            "making / private (MS_REC|MS_PRIVATE)",
+        );
         self.push(
             Action::MountTmpfs {
                 target: cstring(STAGING)?,
@@ -242,7 +288,12 @@ impl Builder {
             },
             "pivot_root",
         );
-        self.push(Action::ChDir { path: cstring("/")? }, "chdir(/)");
+        self.push(
+            Action::ChDir {
+                path: cstring("/")?,
+            },
+            "chdir(/)",
+        );
         self.made.insert(PathBuf::from("/"));
 
         self.bind(&config.program, &config.program_inside, libc::MS_NODEV)?;
@@ -668,7 +719,9 @@ mod tests {
 
         let plan = Plan::build(&config_with(vec![]), &layout(), host).unwrap();
 
-        assert!(!descriptions(&plan).iter().any(|w| w.starts_with("setgroups")));
+        assert!(!descriptions(&plan)
+            .iter()
+            .any(|w| w.starts_with("setgroups")));
     }
 
     #[test]

@@ -46,16 +46,23 @@ pub(super) fn spawn(config: &JailConfig, fds: &[PassFd<'_>]) -> Result<JailedPro
         ChildStderr::Null => null.as_raw_fd(),
         ChildStderr::Inherit => libc::STDERR_FILENO,
     };
-    for (source, target) in [(null.as_raw_fd(), 0), (null.as_raw_fd(), 1), (stderr_source, 2)]
-        .into_iter()
-        .chain(fds.iter().map(|f| (f.source.as_raw_fd(), f.target)))
+    for (source, target) in [
+        (null.as_raw_fd(), 0),
+        (null.as_raw_fd(), 1),
+        (stderr_source, 2),
+    ]
+    .into_iter()
+    .chain(fds.iter().map(|f| (f.source.as_raw_fd(), f.target)))
     {
         sources.push((dup_above(source, floor)?, target));
     }
     let (sync_read, sync_write) = pipe_above(floor)?;
     let (error_read, error_write) = pipe_above(floor)?;
     let layout = FdLayout {
-        moves: sources.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect(),
+        moves: sources
+            .iter()
+            .map(|(fd, to)| (fd.as_raw_fd(), *to))
+            .collect(),
         sync: sync_read.as_raw_fd(),
     };
     let plan = Plan::build(config, &layout, host)?;
@@ -63,7 +70,10 @@ pub(super) fn spawn(config: &JailConfig, fds: &[PassFd<'_>]) -> Result<JailedPro
     let pid = clone_and_run(&plan, error_write.as_raw_fd())?;
     // The child has its copies; the supervisor keeps only its ends of the two pipes.
     drop((sources, sync_read, error_write, null));
-    let cgroup = config.cgroup.as_ref().map(|limits| cgroup_path(limits, pid));
+    let cgroup = config
+        .cgroup
+        .as_ref()
+        .map(|limits| cgroup_path(limits, pid));
     let child = JailedProcess::adopt(pid, cgroup).map_err(|e| {
         kill_and_reap(pid);
         JailError::PidFd(e)
