@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use seccomp::DefaultAction;
 use vmm::gpu_process::{GpuError, GpuProcess, GpuSpawnConfig};
-use vmm::jail::{ExitStatus, JailError, Resource, TreeEntry};
+use vmm::jail::{ExitStatus, Resource, TreeEntry};
 
 fn ray_gpu() -> PathBuf {
     // target/<profile>/deps/gpu_process-HASH -> target/<profile>/ray-gpu
@@ -220,17 +220,23 @@ fn missing_required_bind_source_is_named() {
 
 #[test]
 fn failing_pre_exec_step_is_named_with_its_errno() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut config = config();
+    config.jail.tree.push(TreeEntry::Bind {
+        source: fixtures,
+        target: PathBuf::from("/fixtures"),
+        optional: false,
+    });
     config.jail.tree.push(TreeEntry::Symlink {
-        link: PathBuf::from("/etc/ld.so.cache/x"),
-        value: PathBuf::from("y"),
+        link: PathBuf::from("/fixtures/escape"),
+        value: PathBuf::from("/"),
     });
 
     let err = GpuProcess::spawn(&config).unwrap_err();
 
-    assert!(
-        matches!(&err, GpuError::Jail(JailError::PreExec { step, .. }) if step.starts_with("mkdir /etc/ld.so.cache")),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        "building the jail: symlink /fixtures/escape -> / failed: EROFS: Read-only file system"
     );
 }
 

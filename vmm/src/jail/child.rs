@@ -91,7 +91,14 @@ fn perform(action: &Action) -> Result<(), i32> {
                 }
             }
             Action::UnshareCgroupNamespace => check(libc::unshare(libc::CLONE_NEWCGROUP) as _),
-            Action::SetGroups(gids) => check(libc::setgroups(gids.len(), gids.as_ptr()) as _),
+            // Raw system calls for the id changes: glibc's wrappers apply them to every thread
+            // of the process (signalling each one and waiting), and this copy of the
+            // supervisor has one thread while glibc's bookkeeping still lists them all.
+            Action::SetGroups(gids) => check(libc::syscall(
+                libc::SYS_setgroups,
+                gids.len() as libc::c_long,
+                gids.as_ptr(),
+            )),
             Action::SetResGid(gid) => check(libc::syscall(
                 libc::SYS_setresgid,
                 *gid as libc::c_long,
