@@ -4,3 +4,4 @@ pub mod control;
 pub mod probe_protocol;
 pub mod tube;
 pub mod vhost_user;
+pub mod virtio_gpu;
