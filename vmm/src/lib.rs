@@ -7,6 +7,7 @@ pub mod jail;
 pub mod policy;
 pub mod probe;
 pub mod run;
+pub mod sandbox_report;
 pub mod verify;
 pub mod vm;
 pub mod vm_config;

