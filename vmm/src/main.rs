@@ -9,19 +9,25 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a virtual machine whose GPU is the jailed ray-gpu (QEMU engine).
     Run(vmm::vm_config::RunArgs),
+    /// Spawn the jailed GPU process and print what it is confined to.
+    SandboxReport(vmm::sandbox_report::SandboxReportArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run(args) => vmm::run::main(&args).unwrap_or_else(|e| {
-            eprintln!("error: {e:#}");
-            2
-        }),
-    };
+        Command::Run(args) => vmm::run::main(&args),
+        Command::SandboxReport(args) => vmm::sandbox_report::main(&args),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        2
+    });
     std::process::exit(code);
 }
