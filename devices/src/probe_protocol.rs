@@ -96,7 +96,7 @@ macro_rules! catalogue {
 catalogue! {
     "open_etc_shadow", HostFiles, "open /etc/shadow for reading";
     "open_proc1_root_shadow", HostFiles, "open /proc/1/root/etc/shadow (pid 1's root)";
-    "open_supervisor_mem", HostFiles, "open the supervisor's /proc/PID/mem read-write";
+    "open_supervisor_mem", HostFiles, "open the supervisor's /proc/PID/mem to read its memory";
     "open_supervisor_environ", HostFiles, "open the supervisor's /proc/PID/environ";
     "write_proc_sys_core_pattern", HostFiles, "open /proc/sys/kernel/core_pattern for writing";
     "write_sys_kernel_uevent_helper", HostFiles, "open /sys/kernel/uevent_helper for writing";
@@ -117,7 +117,6 @@ catalogue! {
     "socket_af_unix", Network, "socket(AF_UNIX, SOCK_STREAM): allowed";
     "connect_abstract_unix", Network, "connect to the host's abstract unix socket given in the request";
     "connect_nscd_socket", Network, "connect to /var/run/nscd/socket";
-    "ptrace_attach_parent", OtherProcesses, "ptrace(PTRACE_ATTACH, getppid())";
     "ptrace_attach_supervisor", OtherProcesses, "ptrace(PTRACE_ATTACH, supervisor host pid)";
     "ptrace_traceme", OtherProcesses, "ptrace(PTRACE_TRACEME)";
     "process_vm_writev_supervisor", OtherProcesses, "process_vm_writev into the supervisor";
@@ -125,7 +124,7 @@ catalogue! {
     "kill_supervisor", OtherProcesses, "kill(supervisor host pid, SIGKILL)";
     "kill_all", OtherProcesses, "kill(-1, SIGKILL)";
     "pidfd_getfd_supervisor", OtherProcesses, "pidfd_open the supervisor, then pidfd_getfd its fd 0";
-    "kcmp_parent", OtherProcesses, "kcmp(getpid(), getppid(), KCMP_FILE, 0, 0)";
+    "kcmp_supervisor", OtherProcesses, "kcmp(getpid(), supervisor host pid, KCMP_FILE, 0, 0)";
     "setuid_root", Privilege, "setuid(0)";
     "setgid_root", Privilege, "setgid(0)";
     "capset_all", Privilege, "capset every capability into the effective set";
@@ -163,7 +162,7 @@ catalogue! {
     "drm_set_master", Ioctl, "ioctl DRM_IOCTL_SET_MASTER";
     "drm_drop_master", Ioctl, "ioctl DRM_IOCTL_DROP_MASTER";
     "drm_auth_magic", Ioctl, "ioctl DRM_IOCTL_AUTH_MAGIC";
-    "ioctl_fionbio", Ioctl, "ioctl(eventfd, FIONBIO): allowed";
+    "ioctl_fionbio", Ioctl, "ioctl(a directory fd, FIONBIO): allowed";
     "clone3", Clone, "clone3 with plain fork arguments (libc falls back to clone)";
     "clone_newuser", Clone, "clone(CLONE_NEWUSER | SIGCHLD)";
     "fork", Clone, "fork: clone without CLONE_THREAD";
@@ -171,7 +170,7 @@ catalogue! {
     "thread", Clone, "start a thread (pthread_create): allowed";
     "thread_bomb", Exhaustion, "start threads until refused (RLIMIT_NPROC)";
     "memory_balloon", Exhaustion, "map memory until refused (RLIMIT_AS / RLIMIT_DATA)";
-    "fd_exhaustion", Exhaustion, "open eventfds until refused (RLIMIT_NOFILE)";
+    "fd_exhaustion", Exhaustion, "open the root directory until refused (RLIMIT_NOFILE)";
     "file_size_limit", Exhaustion, "write past RLIMIT_FSIZE in /tmp with SIGXFSZ at its default";
     "file_size_limit_sigxfsz_ignored", Exhaustion, "write past RLIMIT_FSIZE in /tmp with SIGXFSZ ignored";
     "list_fds", Descriptors, "list every open descriptor and what it is";

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rutabaga_gfx::{
-    RutabagaBuilder, RutabagaComponentType, RutabagaFence, RutabagaFenceHandler, RutabagaIovec,
-    ResourceCreate3D, Transfer3D, RUTABAGA_CAPSET_VIRGL2, RUTABAGA_FLAG_FENCE,
+    ResourceCreate3D, RutabagaBuilder, RutabagaComponentType, RutabagaFence, RutabagaFenceHandler,
+    RutabagaIovec, Transfer3D, RUTABAGA_CAPSET_VIRGL2, RUTABAGA_FLAG_FENCE,
     RUTABAGA_PIPE_BIND_RENDER_TARGET, RUTABAGA_PIPE_TEXTURE_2D,
 };
 

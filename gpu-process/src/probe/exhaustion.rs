@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use devices::probe_protocol::TechniqueRequest;
 
 use super::memory::{map_anonymous, unmap_anonymous};
-use super::sys::{self, addr_of, reg, scalar, Attempt, Technique};
+use super::sys::{self, addr_of, reg, Attempt, Technique};
 
 pub(super) const TECHNIQUES: &[(&str, Technique)] = &[
     ("thread_bomb", thread_bomb),
@@ -86,8 +86,8 @@ fn fd_exhaustion(_: &TechniqueRequest) -> Attempt {
     let mut fds = Vec::new();
     let mut refusal = None;
     while fds.len() < MAX_FDS {
-        match scalar(libc::SYS_eventfd2, &[0, libc::EFD_CLOEXEC as u64]) {
-            Ok(fd) => fds.push(fd),
+        match sys::open("/", libc::O_RDONLY | libc::O_DIRECTORY) {
+            Ok(fd) => fds.push(i64::from(fd)),
             Err(errno) => {
                 refusal = Some(errno);
                 break;

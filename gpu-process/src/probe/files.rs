@@ -30,7 +30,7 @@ fn open_proc1_root_shadow(_: &TechniqueRequest) -> Attempt {
 }
 
 fn open_supervisor_mem(req: &TechniqueRequest) -> Attempt {
-    open_reached(&format!("/proc/{}/mem", req.supervisor_pid), libc::O_RDWR)
+    open_reached(&format!("/proc/{}/mem", req.supervisor_pid), libc::O_RDONLY)
 }
 
 fn open_supervisor_environ(req: &TechniqueRequest) -> Attempt {
@@ -49,7 +49,7 @@ fn write_sys_kernel_uevent_helper(_: &TechniqueRequest) -> Attempt {
 }
 
 fn open_dev_mem(_: &TechniqueRequest) -> Attempt {
-    open_reached("/dev/mem", libc::O_RDWR)
+    open_reached("/dev/mem", libc::O_RDONLY)
 }
 
 fn readlink_proc_self_root(_: &TechniqueRequest) -> Attempt {

@@ -56,7 +56,7 @@ fn push_byte(fd: i32) -> Attempt {
 }
 
 fn kvm_create_vm(_: &TechniqueRequest) -> Attempt {
-    let kvm = sys::open("/dev/kvm", libc::O_RDWR)?;
+    let kvm = sys::open("/dev/kvm", libc::O_RDONLY)?;
     let vm = scalar(libc::SYS_ioctl, &[reg(kvm.into()), KVM_CREATE_VM, 0]);
     sys::close(kvm.into());
     let vm = vm?;
@@ -100,7 +100,7 @@ fn drm_scalar(request: u64) -> Attempt {
 /// The primary DRM node where one is visible, else fd 0: the filter judges the request
 /// number whatever the descriptor is.
 fn drm_fd() -> i32 {
-    sys::open(DRM_PRIMARY_NODE, libc::O_RDWR).unwrap_or(0)
+    sys::open(DRM_PRIMARY_NODE, libc::O_RDONLY).unwrap_or(0)
 }
 
 fn release_drm_fd(fd: i32) {
@@ -110,10 +110,10 @@ fn release_drm_fd(fd: i32) {
 }
 
 fn ioctl_fionbio(_: &TechniqueRequest) -> Attempt {
-    let fd = scalar(libc::SYS_eventfd2, &[0, libc::EFD_CLOEXEC as u64])?;
+    let fd: i64 = sys::open("/", libc::O_RDONLY | libc::O_DIRECTORY)?.into();
     let on: libc::c_int = 1;
     // SAFETY: `on` is a readable int that outlives the call.
     let result = unsafe { sys::syscall(libc::SYS_ioctl, &[reg(fd), libc::FIONBIO, addr_of(&on)]) };
     sys::close(fd);
-    result.map(|_| "made an eventfd non-blocking".into())
+    result.map(|_| "made a descriptor non-blocking".into())
 }

@@ -5,7 +5,6 @@ use devices::probe_protocol::TechniqueRequest;
 use super::sys::{self, addr_of, addr_of_mut, reg, scalar, scalar_reached, Attempt, Technique};
 
 pub(super) const TECHNIQUES: &[(&str, Technique)] = &[
-    ("ptrace_attach_parent", ptrace_attach_parent),
     ("ptrace_attach_supervisor", ptrace_attach_supervisor),
     ("ptrace_traceme", ptrace_traceme),
     ("process_vm_writev_supervisor", process_vm_writev_supervisor),
@@ -13,23 +12,11 @@ pub(super) const TECHNIQUES: &[(&str, Technique)] = &[
     ("kill_supervisor", kill_supervisor),
     ("kill_all", kill_all),
     ("pidfd_getfd_supervisor", pidfd_getfd_supervisor),
-    ("kcmp_parent", kcmp_parent),
+    ("kcmp_supervisor", kcmp_supervisor),
 ];
 
 /// `KCMP_FILE` from linux/kcmp.h (the libc crate does not define it).
 const KCMP_FILE: u64 = 0;
-
-fn parent() -> u64 {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    reg(unsafe { libc::getppid() }.into())
-}
-
-fn ptrace_attach_parent(_: &TechniqueRequest) -> Attempt {
-    scalar_reached(
-        libc::SYS_ptrace,
-        &[libc::PTRACE_ATTACH.into(), parent(), 0, 0],
-    )
-}
 
 fn ptrace_attach_supervisor(req: &TechniqueRequest) -> Attempt {
     scalar_reached(
@@ -96,8 +83,9 @@ fn pidfd_getfd_supervisor(req: &TechniqueRequest) -> Attempt {
     Ok("took the supervisor's fd 0".into())
 }
 
-fn kcmp_parent(_: &TechniqueRequest) -> Attempt {
+fn kcmp_supervisor(req: &TechniqueRequest) -> Attempt {
     // SAFETY: getpid has no preconditions and cannot fail.
     let me = reg(unsafe { libc::getpid() }.into());
-    scalar_reached(libc::SYS_kcmp, &[me, parent(), KCMP_FILE, 0, 0])
+    let supervisor = reg(req.supervisor_pid.into());
+    scalar_reached(libc::SYS_kcmp, &[me, supervisor, KCMP_FILE, 0, 0])
 }

@@ -123,20 +123,13 @@ pub(super) fn fd_kind(fd: i32) -> Option<&'static str> {
     })
 }
 
-/// Every open descriptor below the soft `RLIMIT_NOFILE` (at most 65536), with its type.
+/// Highest descriptor number [`open_fds`] looks at, exclusive. Fixed, not read from
+/// RLIMIT_NOFILE: the policies do not allow prlimit64, and the jail's limit is lower.
+const FD_SCAN_LIMIT: i32 = 1 << 16;
+
+/// Every open descriptor below [`FD_SCAN_LIMIT`], with its type.
 pub(super) fn open_fds() -> Vec<(i32, &'static str)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    let top = if rc == 0 {
-        limit.rlim_cur.min(1 << 16) as i32
-    } else {
-        1024
-    };
-    (0..top)
+    (0..FD_SCAN_LIMIT)
         .filter_map(|fd| fd_kind(fd).map(|kind| (fd, kind)))
         .collect()
 }
