@@ -15,6 +15,10 @@ struct Cli {
 enum Command {
     /// Run a virtual machine whose GPU is the jailed ray-gpu (QEMU engine).
     Run(vmm::vm_config::RunArgs),
+    /// Attempt a named escape technique in a jailed probe build of ray-gpu (or --list them).
+    Probe(vmm::probe::ProbeArgs),
+    /// Run a JSON file of raw system calls, each in a fresh jailed probe process.
+    ProbeSyscalls(vmm::probe::ProbeSyscallsArgs),
     /// Spawn the jailed GPU process and print what it is confined to.
     SandboxReport(vmm::sandbox_report::SandboxReportArgs),
 }
@@ -23,6 +27,8 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => vmm::run::main(&args),
+        Command::Probe(args) => vmm::probe::main_probe(&args),
+        Command::ProbeSyscalls(args) => vmm::probe::main_probe_syscalls(&args),
         Command::SandboxReport(args) => vmm::sandbox_report::main(&args),
     }
     .unwrap_or_else(|e| {
