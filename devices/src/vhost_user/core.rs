@@ -12,7 +12,6 @@ pub struct Core<D> {
     pub device: D,
     pub memory: MemoryTable,
     pub vrings: Vec<Vring>,
-    pub event_idx: bool,
 }
 
 impl<D: DeviceModel> Core<D> {
@@ -25,12 +24,11 @@ impl<D: DeviceModel> Core<D> {
             device,
             memory: MemoryTable::default(),
             vrings,
-            event_idx: false,
         }
     }
 
-    /// Serves queue `index` after a kick: lets the device consume what is available and
-    /// interrupts the driver when the ring asks for it.
+    /// Serves queue `index`: lets the device consume what is available and interrupts the
+    /// driver when the device says so.
     pub fn process_queue(&mut self, index: usize) {
         let Some(vring) = self.vrings.get_mut(index) else {
             return;
@@ -44,29 +42,11 @@ impl<D: DeviceModel> Core<D> {
             vring.signal_error();
             return;
         }
-        loop {
-            if self.event_idx {
-                // Errors here mean the ring became unreadable; the next check reports it.
-                let _ = vring.queue_mut().disable_notification(memory.as_ref());
-            }
-            let used = self
-                .device
-                .process_queue(memory.as_ref(), vring.queue_mut(), index);
-            if used {
-                vring.notify_driver(memory.as_ref());
-            }
-            if !self.event_idx {
-                break;
-            }
-            match vring.queue_mut().enable_notification(memory.as_ref()) {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    log::warn!("vhost-user: queue {index}: {e}");
-                    vring.signal_error();
-                    break;
-                }
-            }
+        if self
+            .device
+            .process_queue(memory.as_ref(), vring.queue_mut(), index)
+        {
+            vring.signal_used();
         }
     }
 
@@ -94,12 +74,18 @@ impl<D: DeviceModel> Core<D> {
             // again when the ring starts, so completions are delivered then.
             return;
         }
-        let used = self
+        if self
             .device
-            .process_fences(memory.as_ref(), vring.queue_mut());
-        if used {
-            vring.notify_driver(memory.as_ref());
+            .process_fences(memory.as_ref(), vring.queue_mut())
+        {
+            vring.signal_used();
         }
+    }
+
+    /// Tells the device the guest memory map changed.
+    pub fn memory_changed(&mut self) {
+        let memory = self.memory.memory();
+        self.device.memory_changed(memory.as_ref());
     }
 
     /// Back to a freshly created device: no memory, stopped rings, a reset model.
@@ -107,6 +93,5 @@ impl<D: DeviceModel> Core<D> {
         self.device.reset();
         self.vrings.iter_mut().for_each(Vring::reset);
         self.memory = MemoryTable::default();
-        self.event_idx = false;
     }
 }

@@ -34,18 +34,25 @@ pub trait DeviceModel: 'static {
     /// The frontend gave a display socket (VHOST_USER_GPU_SET_SOCKET).
     fn set_display(&mut self, display: DisplaySocket);
 
-    /// Processes the available descriptor chains of queue `index`. Returns whether any used
-    /// entry was added (the backend then interrupts the driver if it wants that).
+    /// Processes the available descriptor chains of queue `index`. Returns whether the driver
+    /// must be interrupted: used entries were added and, with `VIRTIO_RING_F_EVENT_IDX`, the
+    /// driver asked for it (the model applies `Queue::needs_notification` and the
+    /// disable/enable-notification loop itself).
     fn process_queue(&mut self, memory: &GuestMemoryMmap, queue: &mut Queue, index: usize) -> bool;
 
     /// A descriptor that becomes readable when fenced work completes, if the model has one.
     fn fence_event(&self) -> Option<BorrowedFd<'_>>;
 
     /// Completes fenced commands on the control queue (index 0) once [`fence_event`] fired;
-    /// clears that event. Returns whether any used entry was added.
+    /// clears that event. Returns whether the driver must be interrupted, as for
+    /// [`DeviceModel::process_queue`].
     ///
     /// [`fence_event`]: DeviceModel::fence_event
     fn process_fences(&mut self, memory: &GuestMemoryMmap, queue: &mut Queue) -> bool;
+
+    /// The guest memory map changed (SET_MEM_TABLE, ADD/REM_MEM_REG): re-resolve anything
+    /// that holds guest addresses.
+    fn memory_changed(&mut self, _memory: &GuestMemoryMmap) {}
 
     /// The frontend reset the device: drop every resource and pending command.
     fn reset(&mut self);

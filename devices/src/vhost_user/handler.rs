@@ -153,7 +153,6 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
         let mut core = self.core.borrow_mut();
         let device_features = core.device.features();
         core.device.ack_features(features & device_features);
-        core.event_idx = event_idx;
         for vring in &mut core.vrings {
             vring.set_event_idx(event_idx);
             if enable_all {
@@ -175,11 +174,9 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
             ));
         }
         let specs: Vec<RegionSpec> = regions.iter().map(region_spec).collect();
-        self.core
-            .borrow_mut()
-            .memory
-            .replace(&specs, files)
-            .map_err(refuse)?;
+        let mut core = self.core.borrow_mut();
+        core.memory.replace(&specs, files).map_err(refuse)?;
+        core.memory_changed();
         Ok(None)
     }
 
@@ -370,20 +367,19 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
         fd: File,
         _postcopy_listening: Option<bool>,
     ) -> VhostResult<Option<u64>> {
-        self.core
-            .borrow_mut()
-            .memory
-            .add(&region_spec(region), fd)
-            .map_err(refuse)?;
+        let mut core = self.core.borrow_mut();
+        core.memory.add(&region_spec(region), fd).map_err(refuse)?;
+        core.memory_changed();
         Ok(None)
     }
 
     fn remove_mem_region(&mut self, region: &VhostUserSingleMemoryRegion) -> VhostResult<()> {
-        self.core
-            .borrow_mut()
-            .memory
+        let mut core = self.core.borrow_mut();
+        core.memory
             .remove(region.guest_phys_addr, region.memory_size)
-            .map_err(refuse)
+            .map_err(refuse)?;
+        core.memory_changed();
+        Ok(())
     }
 
     fn set_device_state_fd(

@@ -24,6 +24,7 @@
 mod core;
 mod device;
 mod display;
+mod gpu;
 mod handler;
 mod memory;
 mod vring;

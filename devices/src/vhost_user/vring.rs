@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 
 use thiserror::Error;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 
 /// Largest ring the backend accepts.
 pub const MAX_QUEUE_SIZE: u16 = 1024;
@@ -161,14 +161,6 @@ impl Vring {
             // The descriptor was reported readable, so this does not block; a failure only
             // means there was nothing to consume.
             let _ = kick.read(&mut counter);
-        }
-    }
-
-    /// Interrupts the driver after used entries were added, unless it asked not to be
-    /// (`VIRTIO_RING_F_EVENT_IDX`); a ring that cannot be read is interrupted anyway.
-    pub fn notify_driver(&mut self, memory: &GuestMemoryMmap) {
-        if self.queue.needs_notification(memory).unwrap_or(true) {
-            self.signal_used();
         }
     }
 
