@@ -187,9 +187,7 @@ fn request_failed(err: GpuError) -> ProbeError {
 }
 
 fn died(process: &mut GpuProcess) -> Result<Observed, ProbeError> {
-    let exit: Option<ExitReport> = process
-        .wait_timeout(DEATH_GRACE)
-        .map_err(request_failed)?;
+    let exit: Option<ExitReport> = process.wait_timeout(DEATH_GRACE).map_err(request_failed)?;
     match exit {
         Some(exit) => Ok(Observed::Died {
             status: exit.status,
