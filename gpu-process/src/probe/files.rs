@@ -58,9 +58,8 @@ fn readlink_proc_self_root(_: &TechniqueRequest) -> Attempt {
     // SAFETY: `link` is NUL-terminated and `target` is writable for the length passed.
     let len = unsafe {
         sys::syscall(
-            libc::SYS_readlinkat,
+            libc::SYS_readlink,
             &[
-                reg(libc::AT_FDCWD.into()),
                 addr_of_cstr(&link),
                 addr_of_mut(&mut target),
                 target.len() as u64,
