@@ -275,7 +275,8 @@ pub struct RunArgs {
     /// call's name and arguments, then exit) [default: kill].
     #[arg(long, value_name = "kill|trap")]
     pub action: Option<String>,
-    /// Write the scanout as PNG here at exit; SIGUSR1 writes it here while running.
+    /// Write the scanout as PNG here at exit; each SIGUSR1 while running writes one beside it,
+    /// numbered (PATH-1.png, PATH-2.png ...).
     #[arg(long, value_name = "PATH.png")]
     pub screenshot: Option<PathBuf>,
     /// Serve the display over VNC on a loopback address, e.g. 127.0.0.1:0 (port 5900).

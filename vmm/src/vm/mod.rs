@@ -9,7 +9,7 @@
 //! | guest powers off | exit screenshot, QMP `quit`, stop the GPU process | 0 |
 //! | guest panics | same | 1 |
 //! | SIGINT, SIGTERM, SIGHUP, SIGQUIT | exit screenshot, QMP `quit`, stop the GPU process | 128 + signal |
-//! | SIGUSR1 | write the current scanout as PNG (the `--screenshot` path) | - |
+//! | SIGUSR1 | write the current scanout as PNG: `--screenshot` path numbered (`shot-1.png` ...) | - |
 //! | GPU process dies | say how (in trap mode: the blocked call), stop the engine | 1 |
 //! | engine dies | say how, stop the GPU process | 1 |
 //!
@@ -44,8 +44,20 @@ use memory::GuestRam;
 const ENGINE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the GPU process may take to stop before it is killed.
 const GPU_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Where SIGUSR1 writes its screenshot when no `--screenshot` path was given.
+/// Where SIGUSR1 writes its screenshots when no `--screenshot` path was given.
 pub const DEFAULT_SIGNAL_SCREENSHOT: &str = "rayvmm-screenshot.png";
+
+/// Where the `n`th SIGUSR1 screenshot goes: `shot.png` becomes `shot-1.png`, `shot-2.png` ...
+/// so they never overwrite each other or the exit screenshot.
+pub fn numbered_screenshot(exit_path: Option<&Path>, n: u32) -> PathBuf {
+    let base = exit_path.unwrap_or(Path::new(DEFAULT_SIGNAL_SCREENSHOT));
+    let stem = base.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match base.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    base.with_file_name(name)
+}
 
 /// Why `rayvmm run` could not run the VM at all.
 #[derive(Debug, Error)]
@@ -139,6 +151,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         engine_alive: false,
         gpu_alive: true,
         screenshot: config.screenshot.clone(),
+        signal_shots: 0,
     };
     let machine = match engine.launch(&spec, engine_sink) {
         Ok(m) => m,
@@ -193,6 +206,7 @@ struct Supervisor {
     engine_alive: bool,
     gpu_alive: bool,
     screenshot: Option<PathBuf>,
+    signal_shots: u32,
 }
 
 impl Supervisor {
@@ -203,10 +217,8 @@ impl Supervisor {
             };
             match event {
                 Event::Signal(Signal::SIGUSR1) => {
-                    let path = self
-                        .screenshot
-                        .clone()
-                        .unwrap_or_else(|| PathBuf::from(DEFAULT_SIGNAL_SCREENSHOT));
+                    self.signal_shots += 1;
+                    let path = numbered_screenshot(self.screenshot.as_deref(), self.signal_shots);
                     self.write_screenshot(&path);
                 }
                 Event::Signal(signal) => {
@@ -341,4 +353,23 @@ fn write_png(frame: &Frame, path: &Path) -> Result<(), String> {
     frame
         .write_png(std::io::BufWriter::new(file))
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_screenshots_are_numbered_beside_the_exit_screenshot() {
+        let path = numbered_screenshot(Some(Path::new("/out/final.png")), 3);
+
+        assert_eq!(path, PathBuf::from("/out/final-3.png"));
+    }
+
+    #[test]
+    fn signal_screenshots_default_to_the_working_directory() {
+        let path = numbered_screenshot(None, 1);
+
+        assert_eq!(path, PathBuf::from("rayvmm-screenshot-1.png"));
+    }
 }
