@@ -94,7 +94,7 @@ pub enum GpuError {
     #[error("the GPU process's filter refused {0}")]
     Blocked(NamedSyscall),
     #[error("the GPU process sent {0} where {1} was expected")]
-    Unexpected(&'static str, &'static str),
+    Unexpected(String, &'static str),
     #[error("waiting for the GPU process: {0}")]
     Wait(#[source] std::io::Error),
 }
@@ -216,12 +216,15 @@ impl GpuProcess {
         let mut process = jail::spawn(&config.jail, &passed)?;
         drop(child_end);
 
+        // Fields that other parts add to StartConfig (the device's) keep their defaults here.
+        #[allow(clippy::needless_update)]
         let start = StartConfig {
             policy_name: policy.name.clone(),
             seccomp_filter: policy.filter.clone(),
             report_blocked_syscalls: config.action == DefaultAction::Trap,
             landlock: config.landlock_rules(),
             renderer: config.renderer,
+            ..StartConfig::default()
         };
         let ready = match start_and_await_ready(&mut tube, &start, config.ready_timeout) {
             Ok(ready) => ready,
@@ -384,13 +387,12 @@ fn inspect(pid: i32) -> Result<Confinement, VerifyError> {
     })
 }
 
-fn message_name(message: &FromGpu) -> &'static str {
-    match message {
-        FromGpu::Ready(_) => "Ready",
-        FromGpu::Report(_) => "Report",
-        FromGpu::Probe(_) => "Probe",
-        FromGpu::BlockedSyscall(_) => "BlockedSyscall",
-        FromGpu::Error(_) => "Error",
+/// The variant name of a message, for errors (serde's external tag).
+fn message_name(message: &FromGpu) -> String {
+    match serde_json::to_value(message) {
+        Ok(serde_json::Value::Object(map)) => map.keys().next().cloned().unwrap_or_default(),
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "an unknown message".into(),
     }
 }
 

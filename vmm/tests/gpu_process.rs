@@ -280,3 +280,13 @@ fn shutdown_ends_the_process_cleanly() {
 
     assert_eq!(exit.status, ExitStatus::Exited(0));
 }
+
+#[test]
+fn dropping_the_handle_kills_and_reaps_the_process() {
+    let gpu = spawn(&config());
+    let pid = gpu.pid();
+
+    drop(gpu);
+
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
