@@ -77,10 +77,25 @@ impl Default for HostListener {
     }
 }
 
+/// What the GPU process brings up before its filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renderer {
+    /// Nothing: the jail alone.
+    None,
+    /// virglrenderer on llvmpipe, as in production without a GPU.
+    Virgl,
+}
+
 /// Attempts `technique` in a fresh jail under `policy` and returns what rayvmm reported.
 pub fn run_technique(technique: &str, policy: Policy) -> TechniqueResult {
+    run_technique_with(technique, policy, Renderer::None)
+}
+
+/// [`run_technique`] with the GPU process's renderer brought up first.
+pub fn run_technique_with(technique: &str, policy: Policy, renderer: Renderer) -> TechniqueResult {
     let listener = HostListener::new();
-    let output = rayvmm(&[
+    let policy_path = policy.path();
+    let mut args = vec![
         "probe",
         "--technique",
         technique,
@@ -88,8 +103,12 @@ pub fn run_technique(technique: &str, policy: Policy) -> TechniqueResult {
         "--abstract-socket",
         &listener.name,
         "--policy",
-        policy.path().to_str().expect("UTF-8 repository path"),
-    ]);
+        policy_path.to_str().expect("UTF-8 repository path"),
+    ];
+    if renderer == Renderer::Virgl {
+        args.push("--virgl");
+    }
+    let output = rayvmm(&args);
     assert!(
         output.status.success(),
         "rayvmm probe {technique} failed: {}",

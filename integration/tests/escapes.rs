@@ -5,7 +5,7 @@
 //! `ok` where the policy allows the call. Needs `./scripts/test.sh`'s builds (rayvmm and
 //! target/probe/debug/ray-gpu).
 
-use integration::escape::{run_technique, Policy};
+use integration::escape::{run_technique, run_technique_with, Policy, Renderer};
 
 /// One `#[test]` per row: `test_name: "technique" under Policy => "outcome";`.
 macro_rules! escape_tests {
@@ -159,4 +159,38 @@ fn started_thread_runs_and_returns_its_value() {
     let result = run_technique("thread", Policy::Hardware);
 
     assert_eq!(result.detail.as_deref(), Some("thread returned 7"));
+}
+
+#[test]
+fn renderer_adds_only_its_own_eventfds_to_the_descriptors() {
+    let result = run_technique_with("list_fds", Policy::Software, Renderer::Virgl);
+
+    assert_eq!(
+        (result.outcome.as_str(), result.detail.as_deref()),
+        (
+            "ok",
+            Some("0:chr 1:chr 2:chr 3:sock 4:anon_inode:[eventfd] 5:anon_inode:[eventfd]")
+        )
+    );
+}
+
+#[test]
+fn executable_memory_is_killed_on_hardware_even_with_the_renderer_up() {
+    let result = run_technique_with("mmap_exec", Policy::Hardware, Renderer::Virgl);
+
+    assert_eq!(result.outcome, "SIGSYS", "{result:?}");
+}
+
+#[test]
+fn executable_memory_is_allowed_for_the_software_renderer_it_serves() {
+    let result = run_technique_with("mmap_exec", Policy::Software, Renderer::Virgl);
+
+    assert_eq!(result.outcome, "ok", "{result:?}");
+}
+
+#[test]
+fn threads_start_with_the_renderer_up() {
+    let result = run_technique_with("thread", Policy::Hardware, Renderer::Virgl);
+
+    assert_eq!(result.outcome, "ok", "{result:?}");
 }

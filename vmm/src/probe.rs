@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use devices::control::{FromGpu, ToGpu};
+use devices::control::{FromGpu, RendererMode, ToGpu};
 use devices::probe_protocol::{
     technique, ProbeOutcome, ProbeRequest, RawSyscall, TechniqueRequest, TECHNIQUES,
 };
@@ -59,6 +59,9 @@ pub struct ProbeSetup {
     pub timeout: Duration,
     /// Trap refused calls and report which one (diagnosis) instead of killing outright.
     pub trap: bool,
+    /// The renderer brought up before the filter (the probe then attacks from a process
+    /// that holds the GL stack, as in production).
+    pub renderer: RendererMode,
 }
 
 /// What one attempt came to, as observed from outside.
@@ -155,6 +158,7 @@ pub fn run_raw_syscall(setup: &ProbeSetup, call: RawSyscall) -> Result<Observed,
 fn attempt(setup: &ProbeSetup, request: &ProbeRequest) -> Result<Observed, ProbeError> {
     let mut config = GpuSpawnConfig::new(&setup.gpu_binary, &setup.policy, &[]);
     config.request_timeout = setup.timeout;
+    config.renderer = setup.renderer;
     if setup.trap {
         config.action = DefaultAction::Trap;
     }
@@ -378,6 +382,9 @@ pub struct SetupArgs {
     /// Trap refused calls and name the one refused (diagnosis; the label stays SIGSYS).
     #[arg(long)]
     pub trap: bool,
+    /// Bring up virglrenderer before the filter, as production does (default: no renderer).
+    #[arg(long)]
+    pub virgl: bool,
     /// Seconds one attempt may take.
     #[arg(long, value_name = "SECONDS", default_value_t = PROBE_TIMEOUT.as_secs())]
     pub timeout: u64,
@@ -400,6 +407,11 @@ impl SetupArgs {
             abstract_socket: self.abstract_socket.clone(),
             timeout: Duration::from_secs(self.timeout),
             trap: self.trap,
+            renderer: if self.virgl {
+                RendererMode::Virgl
+            } else {
+                RendererMode::None
+            },
         })
     }
 }
@@ -572,6 +584,7 @@ mod tests {
             abstract_socket: None,
             timeout: Duration::from_secs(1),
             trap: false,
+            renderer: RendererMode::None,
         };
 
         let err = run_technique(&setup, "no_such_technique").unwrap_err();
