@@ -24,7 +24,7 @@ use crate::vm_config::{BootSource, DisplaySize, LoopbackVnc};
 /// Why an engine failed.
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("running {binary} --version failed: {source}")]
+    #[error("running {binary} --version failed")]
     VersionProbe {
         binary: String,
         #[source]
@@ -34,18 +34,20 @@ pub enum EngineError {
     VersionUnknown { binary: String, output: String },
     #[error("{binary} is QEMU {found}; rayvmm needs QEMU 8 or later (vhost-user under TCG), e.g. qemu-system-x86 from bookworm-backports (scripts/setup-guest-tools.sh installs it)")]
     TooOld { binary: String, found: String },
-    #[error("starting {binary} failed: {source}")]
+    #[error("starting {binary} failed")]
     Spawn {
         binary: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("creating the engine's {what} failed: {source}")]
+    #[error("creating the engine's {what} failed")]
     Setup {
         what: &'static str,
         #[source]
         source: std::io::Error,
     },
+    #[error("QEMU did not start (its own messages are above)")]
+    Start(#[source] qmp::QmpError),
     #[error(transparent)]
     Qmp(#[from] qmp::QmpError),
     #[error("screenshot: {0}")]

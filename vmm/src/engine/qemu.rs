@@ -146,7 +146,7 @@ impl QemuEngine {
             Ok(qmp) => machine.qmp = Some(qmp),
             Err(e) => {
                 machine.kill();
-                return Err(e.into());
+                return Err(EngineError::Start(e));
             }
         }
         Ok(machine)

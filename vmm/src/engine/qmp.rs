@@ -21,7 +21,7 @@ const MAX_LINE_BYTES: u64 = 1 << 20;
 /// Why a QMP exchange failed.
 #[derive(Debug, Error)]
 pub enum QmpError {
-    #[error("QMP socket I/O failed: {0}")]
+    #[error("QMP socket I/O failed")]
     Io(#[from] std::io::Error),
     #[error("QMP connection closed by QEMU")]
     Closed,
