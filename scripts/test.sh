@@ -7,10 +7,15 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-host.sh
 
 echo "== build"
+# The escape tests drive a probe build of the real ray-gpu. It is built first in the shared
+# target dir (its dependencies are the ordinary build's, so nothing compiles twice), copied
+# aside to target/probe/debug/ray-gpu, and then the ordinary ray-gpu is rebuilt over it.
+cargo build -p gpu-process --features probe
+mkdir -p target/probe/debug
+cp target/debug/ray-gpu target/probe/debug/ray-gpu
+cargo clippy -p gpu-process --features probe --all-targets -- -D warnings
+cargo test -p gpu-process --features probe
 cargo build --workspace --all-targets
-# The escape tests drive a probe build of the real ray-gpu; it lives in its own target dir so
-# the ordinary ray-gpu is never built with the probe feature.
-cargo build -p gpu-process --features probe --target-dir target/probe
 
 echo "== lint"
 cargo fmt --all -- --check
