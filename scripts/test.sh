@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-host.sh
+# QEMU 10, OVMF, Xvfb and the Linux guest image (cached) for the guest tests (guest_*.rs).
+bash scripts/setup-guest-tools.sh && bash guest/build-linux-guest.sh
 
 echo "== build"
 # The escape tests drive a probe build of the real ray-gpu. It is built first in the shared
