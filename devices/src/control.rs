@@ -17,6 +17,8 @@ pub enum ToGpu {
     Report,
     /// Run an escape technique (only a `probe` build of ray-gpu honours it).
     Probe(ProbeRequest),
+    /// Send the pixels scanout 0 shows now ([`FromGpu::Screenshot`]).
+    Screenshot,
     /// Stop serving and exit 0.
     Shutdown,
 }
@@ -30,6 +32,15 @@ pub enum FromGpu {
     Report(SandboxView),
     /// Answer to [`ToGpu::Probe`].
     Probe(ProbeReport),
+    /// Answer to [`ToGpu::Screenshot`]: `width * height` x8r8g8b8 pixels (B, G, R, X in
+    /// memory, rows of `width * 4` bytes) in a sealed memfd, passed as descriptor `fd_index`
+    /// of the message (pixels exceed the tube's message cap). Untrusted: the supervisor checks
+    /// the memfd's size and seals before mapping it.
+    Screenshot {
+        width: u32,
+        height: u32,
+        fd_index: usize,
+    },
     /// Trap-and-report mode: the filter refused this call; the process exits next.
     BlockedSyscall(BlockedSyscall),
     /// A request could not be carried out.
@@ -50,7 +61,15 @@ pub struct StartConfig {
     pub landlock: LandlockRules,
     /// Which renderer to bring up before the filter is installed.
     pub renderer: RendererMode,
+    /// The descriptor of the vhost-user socket (a connected stream) the process serves the
+    /// virtio-gpu device on; `None` serves only the tube.
+    #[serde(default)]
+    pub vhost_user_fd: Option<i32>,
 }
+
+/// The seals a screenshot memfd carries: its size and contents are fixed for good.
+pub const SCREENSHOT_SEALS: i32 =
+    libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
 
 /// Exit status of a GPU process that stopped itself after its filter trapped a system call
 /// (trap-and-report mode): 128 + SIGSYS, as a shell reports a death by SIGSYS.

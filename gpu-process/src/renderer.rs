@@ -1,17 +1,26 @@
-//! The renderer seam: whatever must start before the seccomp filter goes on.
-//!
-//! The virtio-gpu device (rutabaga/virglrenderer) plugs in here: `start` runs after Landlock
-//! and before the filter, so the policy needs no start-up-only calls, and before anything the
-//! guest controls is read.
+//! The renderer seam without a device: whatever must start before the seccomp filter goes on
+//! when no vhost-user socket was passed (sandbox reports and escape tests of a process that
+//! has the GL stack loaded). With a socket, `device` brings the renderer up inside the
+//! device instead.
 
 use devices::control::RendererMode;
+use devices::virtio_gpu::{Backend, BackendConfig, RendererChoice};
 
-/// Starts the renderer `mode` asks for; returns a description for the Ready message.
+/// Starts the renderer `mode` asks for and keeps it loaded for the life of the process;
+/// returns a description for the Ready message.
 pub fn start(mode: RendererMode) -> Result<String, String> {
-    match mode {
-        RendererMode::None => Ok("none".into()),
-        RendererMode::Virgl | RendererMode::TwoD => Err(format!(
-            "renderer {mode:?} is not built into this ray-gpu yet"
-        )),
-    }
+    let renderer = match mode {
+        RendererMode::None => return Ok("none".into()),
+        RendererMode::Virgl => RendererChoice::VirglOrTwoD,
+        RendererMode::TwoD => RendererChoice::TwoD,
+    };
+    let backend = Backend::init(&BackendConfig {
+        renderer,
+        surfaceless: None,
+    })
+    .map_err(|e| format!("starting the renderer: {e}"))?;
+    let description = format!("{:?} (no device served)", backend.info().kind);
+    // Kept, never torn down: the process ends with _exit or a signal.
+    Box::leak(Box::new(backend));
+    Ok(description)
 }

@@ -18,6 +18,9 @@ use crate::jail::{self, ExitStatus, JailConfig, JailError, JailedProcess, PassFd
 use crate::policy::{self, CompiledPolicy, PolicyError};
 use crate::verify::{self, NamespaceLink, ProcStatus, VerifyError};
 
+mod screenshot;
+pub use screenshot::{ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};
+
 /// The control tube's number in the GPU process.
 pub const TUBE_FD: i32 = 3;
 /// Where a vhost-user socket goes in the GPU process (the device engineer's).
@@ -95,6 +98,8 @@ pub enum GpuError {
     Blocked(NamedSyscall),
     #[error("the GPU process sent {0} where {1} was expected")]
     Unexpected(String, &'static str),
+    #[error("refusing the GPU process's screenshot: {0}")]
+    Screenshot(#[from] ScreenshotError),
     #[error("waiting for the GPU process: {0}")]
     Wait(#[source] std::io::Error),
 }
@@ -224,6 +229,11 @@ impl GpuProcess {
             report_blocked_syscalls: config.action == DefaultAction::Trap,
             landlock: config.landlock_rules(),
             renderer: config.renderer,
+            // A socket passed at VHOST_USER_FD is served as the virtio-gpu device.
+            vhost_user_fd: fds
+                .iter()
+                .any(|fd| fd.target == VHOST_USER_FD)
+                .then_some(VHOST_USER_FD),
             ..StartConfig::default()
         };
         let ready = match start_and_await_ready(&mut tube, &start, config.ready_timeout) {

@@ -7,3 +7,6 @@ pub mod display_peer;
 pub mod frontend;
 pub mod gpu_cmd;
 pub mod guest;
+pub mod session;
+pub mod viogpu3d;
+pub mod virgl;

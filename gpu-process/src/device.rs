@@ -1,0 +1,166 @@
+//! The virtio-gpu device ray-gpu serves over vhost-user, and the tube requests that reach it.
+//!
+//! Order (DESIGN.md, "The jail"): [`Device::init`] brings the renderer up and builds the
+//! device on the main thread *before* the seccomp filter, without reading anything from the
+//! vhost-user socket; after the filter, the tube is served on a second thread
+//! ([`serve_tube`]) and the vhost-user frontend on the main thread ([`Device::serve`]), which
+//! owns the renderer (rutabaga is not `Send`, and its GL context belongs to that thread). Jobs
+//! from the tube thread (screenshots) run on the main thread through a [`DeviceHandle`].
+
+use std::io::Write;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use anyhow::{bail, Context, Result};
+use devices::control::{FromGpu, RendererMode, ToGpu, SCREENSHOT_SEALS};
+use devices::tube::{Tube, TubeError};
+use devices::vhost_user::{self, DeviceHandle};
+use devices::virtio_gpu::{
+    Backend, BackendConfig, BackendInfo, GpuConfig, RendererChoice, RendererKind, VirtioGpu,
+};
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::sys::stat::{fstat, SFlag};
+
+/// The virtio-gpu device, built and ready to serve its vhost-user socket.
+pub struct Device {
+    served: vhost_user::Backend<VirtioGpu>,
+    socket: UnixStream,
+    description: String,
+}
+
+impl Device {
+    /// Brings up the renderer `mode` asks for and the device around it, to be served on the
+    /// vhost-user socket at descriptor `vhost_user_fd`. Reads nothing from the socket.
+    ///
+    /// `Virgl` falls back to the 2D renderer when virglrenderer does not come up with its
+    /// capsets; [`Device::description`] says so, with the reason.
+    pub fn init(mode: RendererMode, vhost_user_fd: i32) -> Result<Device> {
+        let socket = socket_at(vhost_user_fd)?;
+        let renderer = match mode {
+            RendererMode::None => bail!("a vhost-user socket was passed but no renderer asked for"),
+            RendererMode::Virgl => RendererChoice::VirglOrTwoD,
+            RendererMode::TwoD => RendererChoice::TwoD,
+        };
+        let backend = Backend::init(&BackendConfig {
+            renderer,
+            surfaceless: None,
+        })
+        .context("starting the renderer")?;
+        let description = describe(backend.info());
+        let gpu = VirtioGpu::new(backend, GpuConfig::default()).context("building the device")?;
+        let served = vhost_user::Backend::new(gpu).context("building the vhost-user backend")?;
+        Ok(Device {
+            served,
+            socket,
+            description,
+        })
+    }
+
+    /// The renderer that came up, for the Ready message.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// A handle for the tube thread.
+    pub fn handle(&self) -> DeviceHandle<VirtioGpu> {
+        self.served.handle()
+    }
+
+    /// Serves the frontend on this thread until it disconnects (`Ok`) or the connection
+    /// breaks.
+    pub fn serve(self) -> Result<()> {
+        self.served
+            .serve(self.socket)
+            .context("serving the vhost-user frontend")
+    }
+}
+
+/// Takes descriptor `fd` as the vhost-user socket; refuses anything that is not a socket.
+fn socket_at(fd: i32) -> Result<UnixStream> {
+    // SAFETY: the supervisor passes the vhost-user socket at this number and nothing else
+    // uses it; ownership is taken once, here.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let stat = fstat(owned.as_fd())
+        .with_context(|| format!("descriptor {fd} (the vhost-user socket) is not open"))?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        bail!("descriptor {fd} (the vhost-user socket) is not a socket");
+    }
+    Ok(UnixStream::from(owned))
+}
+
+/// `virgl (capsets 3 v1, 4 v2; EGL surfaceless)` or `2D (virgl unavailable: ...)`.
+fn describe(info: &BackendInfo) -> String {
+    match info.kind {
+        RendererKind::Virgl => {
+            let capsets: Vec<String> = info
+                .capsets
+                .iter()
+                .map(|c| format!("{} v{}", c.id, c.max_version))
+                .collect();
+            let egl = if info.surfaceless {
+                "EGL surfaceless"
+            } else {
+                "render node"
+            };
+            format!("virgl (capsets {}; {egl})", capsets.join(", "))
+        }
+        RendererKind::TwoD => match &info.fallback_reason {
+            Some(reason) => format!("2D (virgl unavailable: {reason})"),
+            None => "2D".into(),
+        },
+    }
+}
+
+/// Answers tube requests until Shutdown (`Ok(true)`) or until the supervisor goes away
+/// (`Ok(false)`). `device` reaches the served device for screenshots, when there is one.
+pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Result<bool> {
+    loop {
+        let request = match tube.recv::<ToGpu>() {
+            Ok(request) => request,
+            Err(TubeError::Disconnected) => return Ok(false),
+            Err(err) => {
+                tube.send(&FromGpu::Error(format!("bad request: {err}")))?;
+                continue;
+            }
+        };
+        match request {
+            ToGpu::Report => tube.send(&FromGpu::Report(crate::view::collect()))?,
+            ToGpu::Probe(request) => tube.send(&crate::probe(&request))?,
+            ToGpu::Screenshot => match screenshot(device) {
+                Ok((width, height, memfd)) => tube.send_with_fds(
+                    &FromGpu::Screenshot {
+                        width,
+                        height,
+                        fd_index: 0,
+                    },
+                    &[memfd.as_fd()],
+                )?,
+                Err(err) => tube.send(&FromGpu::Error(format!("screenshot: {err:#}")))?,
+            },
+            ToGpu::Shutdown => return Ok(true),
+            ToGpu::Start(_) => tube.send(&FromGpu::Error("already started".into()))?,
+        }
+    }
+}
+
+/// Scanout 0's pixels in a sealed memfd.
+fn screenshot(device: Option<&DeviceHandle<VirtioGpu>>) -> Result<(u32, u32, OwnedFd)> {
+    let Some(device) = device else {
+        bail!("no device is being served");
+    };
+    let image = device
+        .with(|gpu| gpu.scanout_pixels(0))?
+        .context("scanout 0 shows nothing")?;
+    let memfd = memfd_create(
+        "ray-gpu-screenshot",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .context("memfd_create")?;
+    let mut file = std::fs::File::from(memfd);
+    file.write_all(&image.pixels)
+        .context("writing the pixels")?;
+    let seals = SealFlag::from_bits_truncate(SCREENSHOT_SEALS);
+    fcntl(&file, FcntlArg::F_ADD_SEALS(seals)).context("sealing the memfd")?;
+    Ok((image.width, image.height, OwnedFd::from(file)))
+}
