@@ -9,4 +9,5 @@ pub mod gpu_cmd;
 pub mod guest;
 pub mod session;
 pub mod viogpu3d;
+pub mod viogpudo;
 pub mod virgl;
