@@ -123,6 +123,15 @@ dpkg-query --admindir="$rootfs/var/lib/dpkg" -W -f='${Package} ${Version}\n' >"$
 
 # 5. /init, and a few things the guest expects.
 install -m 0755 "$here/linux/init" "$rootfs/init"
+# The 2d workload's test picture for 1024x768 XRGB8888 (stride 4096), made here because making it
+# in the guest's shell under TCG takes seconds: red, green, blue, white bands, 192 lines each.
+mkdir -p "$rootfs/usr/share/rayos"
+for colour in '\000\000\377\000' '\000\377\000\000' '\377\000\000\000' '\377\377\377\000'; do
+  printf "$colour" >"$work/px"
+  for _ in $(seq 18); do cat "$work/px" "$work/px" >"$work/px2" && mv "$work/px2" "$work/px"; done
+  head -c $((4096 * 192)) "$work/px"
+done >"$rootfs/usr/share/rayos/bands-1024x768-4096.xrgb"
+rm -f "$work/px"
 mkdir -p "$rootfs"/{proc,sys,dev,tmp,run,root}
 echo rayos-guest >"$rootfs/etc/hostname"
 

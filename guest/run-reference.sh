@@ -258,11 +258,18 @@ fi
 if [ $quiet = 1 ]; then
   tr -d '\r' <"$serial" | grep -a -E '^(RAYOS-|\[ *[0-9.]+\] .*(virtio|drm|fb0|Console))' || true
 fi
+# The Linux display workloads end with the colour bands: check the screendump shows them.
+bands=n/a
+if [ -n "$shot" ] && tr -d '\r' <"$serial" | grep -aq 'RAYOS-RESULT fb_pattern=bands'; then
+  if "$PY" "$here/check-bands.py" "$screendump" >"$run/bands.log" 2>&1; then bands=ok; else bands=wrong; fi
+  log "$(cat "$run/bands.log")"
+fi
 echo "----- results ($variant, $workload)"
 tr -d '\r' <"$serial" | grep -a -o -E '(RAYOS-RESULT|RAYOS-DONE).*' || true
 echo "RAYOS-HOST variant=$variant workload=$workload outcome=$outcome" \
-  "boot_to_init_s=${t_init:-none} boot_to_done_s=${t_done:-none} screendump=${shot:-none}"
-if [ "$outcome" = done ] && tr -d '\r' <"$serial" | grep -aq 'RAYOS-DONE status=ok'; then
+  "boot_to_init_s=${t_init:-none} boot_to_done_s=${t_done:-none} bands=$bands screendump=${shot:-none}"
+if [ "$outcome" = done ] && [ "$bands" != wrong ] &&
+  tr -d '\r' <"$serial" | grep -aq 'RAYOS-DONE status=ok'; then
   exit 0
 fi
 exit 1
