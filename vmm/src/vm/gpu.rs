@@ -92,3 +92,170 @@ impl Drop for ReferenceGpu {
         self.child.kill();
     }
 }
+
+/// How often the monitor thread checks whether the jailed GPU process is still alive.
+const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The jailed `ray-gpu`, serving the vhost-user socket at [`crate::gpu_process::VHOST_USER_FD`].
+pub struct JailedGpu {
+    process: std::sync::Arc<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
+    description: String,
+}
+
+/// How to start the jailed GPU process for a VM.
+pub struct JailedGpuOptions<'a> {
+    pub binary: &'a Path,
+    pub policy: &'a Path,
+    pub action: seccomp::DefaultAction,
+    pub three_d: bool,
+}
+
+impl JailedGpu {
+    /// Spawns ray-gpu in its jail with `socket` as its vhost-user connection; a monitor
+    /// thread reports its end to `sink`.
+    pub fn spawn(
+        options: &JailedGpuOptions<'_>,
+        socket: OwnedFd,
+        sink: GpuSink,
+    ) -> Result<JailedGpu, String> {
+        use crate::gpu_process::{GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
+        use crate::jail::{ChildStderr, PassFd};
+        use devices::control::RendererMode;
+        use std::os::fd::AsFd;
+
+        let devices = render_nodes();
+        let mut config = GpuSpawnConfig::new(options.binary, options.policy, &devices);
+        config.action = options.action;
+        config.renderer = match options.three_d {
+            true => RendererMode::Virgl,
+            false => RendererMode::TwoD,
+        };
+        config.ready_timeout = std::time::Duration::from_secs(60);
+        config.jail.stderr = ChildStderr::Inherit;
+        let process = GpuProcess::spawn_with_fds(
+            &config,
+            &[PassFd {
+                source: socket.as_fd(),
+                target: VHOST_USER_FD,
+            }],
+        )
+        .map_err(|e| e.to_string())?;
+        drop(socket);
+        let description = format!(
+            "{} (pid {}, jailed; policy {}, {} on refusal; renderer {})",
+            options.binary.display(),
+            process.pid(),
+            process.policy().name,
+            crate::policy::action_name(options.action),
+            process.ready_info().renderer
+        );
+        let process = std::sync::Arc::new(std::sync::Mutex::new(process));
+        let watched = std::sync::Arc::downgrade(&process);
+        std::thread::Builder::new()
+            .name("gpu-monitor".into())
+            .spawn(move || monitor(watched, sink))
+            .map_err(|e| e.to_string())?;
+        Ok(JailedGpu {
+            process,
+            description,
+        })
+    }
+
+    fn with_process<T>(&self, f: impl FnOnce(&mut crate::gpu_process::GpuProcess) -> T) -> T {
+        let mut guard = self
+            .process
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+}
+
+/// The render nodes this host has (none on llvmpipe-only machines).
+fn render_nodes() -> Vec<std::path::PathBuf> {
+    let mut nodes: Vec<_> = std::fs::read_dir("/dev/dri")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("renderD"))
+        })
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+/// Polls the process until it ends (reporting how) or the server is dropped.
+fn monitor(
+    process: std::sync::Weak<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
+    sink: GpuSink,
+) {
+    use crate::jail::ExitStatus;
+    while let Some(process) = process.upgrade() {
+        let ended = {
+            let mut guard = process.lock().unwrap_or_else(|p| p.into_inner());
+            guard.wait_timeout(std::time::Duration::ZERO)
+        };
+        drop(process);
+        match ended {
+            Ok(None) => std::thread::sleep(MONITOR_INTERVAL),
+            Ok(Some(report)) => {
+                let exit = match report.status {
+                    ExitStatus::Exited(code) => ExitDescription {
+                        code: Some(code),
+                        signal: None,
+                    },
+                    ExitStatus::Signaled(sig) => ExitDescription {
+                        code: None,
+                        signal: Some(super::child::signal_name(sig)),
+                    },
+                };
+                sink(GpuEvent::Exited {
+                    exit,
+                    blocked: report.blocked.map(|b| b.to_string()),
+                });
+                return;
+            }
+            Err(e) => {
+                sink(GpuEvent::Exited {
+                    exit: ExitDescription {
+                        code: None,
+                        signal: None,
+                    },
+                    blocked: Some(format!("(waiting for it failed: {e})")),
+                });
+                return;
+            }
+        }
+    }
+}
+
+impl GpuServer for JailedGpu {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn request_stop(&mut self) {
+        self.with_process(|p| {
+            let _ = p.tube().send(&devices::control::ToGpu::Shutdown);
+        });
+    }
+
+    fn kill(&mut self) {
+        self.with_process(|p| {
+            let _ = p.kill();
+        });
+    }
+
+    fn screenshot(&mut self) -> Option<Result<Frame, String>> {
+        // The process checks the answer (sizes, seals) before reading a byte of it.
+        let frame = self
+            .with_process(|p| p.screenshot())
+            .map_err(|e| e.to_string());
+        Some(frame.and_then(|f| {
+            Frame::from_xrgb8888(f.width, f.height, f.width as usize * 4, &f.pixels)
+                .map_err(|e| e.to_string())
+        }))
+    }
+}

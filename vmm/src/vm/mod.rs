@@ -35,15 +35,19 @@ use thiserror::Error;
 
 use crate::engine::qemu::QemuEngine;
 use crate::engine::{accel, EngineError, EngineEvent, Machine, MachineSpec};
-use crate::vm_config::{GpuBackendKind, RunConfig};
+use crate::vm_config::{GpuBackendKind, PolicyAction, RunConfig};
 use frame::Frame;
-use gpu::{GpuEvent, GpuServer, GpuSink, ReferenceGpu};
+use gpu::{GpuEvent, GpuServer, GpuSink, JailedGpu, JailedGpuOptions, ReferenceGpu};
 use memory::GuestRam;
 
 /// How long the engine may take to quit before it is killed.
 const ENGINE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the GPU process may take to stop before it is killed.
 const GPU_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the supervisor keeps a copy of the GPU process's current frame.
+const FRAME_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How long after a child's death the other's death counts as its consequence.
+const CONSEQUENCE_WINDOW: Duration = Duration::from_millis(500);
 /// Where SIGUSR1 writes its screenshots when no `--screenshot` path was given.
 pub const DEFAULT_SIGNAL_SCREENSHOT: &str = "rayvmm-screenshot.png";
 
@@ -64,13 +68,13 @@ pub fn numbered_screenshot(exit_path: Option<&Path>, n: u32) -> PathBuf {
 pub enum VmError {
     #[error("setting up signal handling failed: {0}")]
     Signals(String),
-    #[error("creating guest RAM ({mib} MiB memfd) failed: {source}")]
+    #[error("creating guest RAM ({mib} MiB memfd) failed")]
     Memory {
         mib: u64,
         #[source]
         source: std::io::Error,
     },
-    #[error("creating the vhost-user socketpair failed: {0}")]
+    #[error("creating the vhost-user socketpair failed")]
     Socket(#[source] std::io::Error),
     #[error("starting the GPU process failed: {0}")]
     Gpu(String),
@@ -152,10 +156,15 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         gpu_alive: true,
         screenshot: config.screenshot.clone(),
         signal_shots: 0,
+        gpu_stop_requested: false,
+        engine_exit: None,
+        last_frame: None,
     };
     let machine = match engine.launch(&spec, engine_sink) {
         Ok(m) => m,
         Err(e) => {
+            // A GPU process that died is the likelier cause: give its report a moment.
+            supervisor.wait_until(|s| !s.gpu_alive, Duration::from_secs(1));
             supervisor.stop();
             return Err(e.into());
         }
@@ -188,9 +197,33 @@ fn spawn_gpu(
             let gpu = ReferenceGpu::spawn(socket, sink).map_err(|e| VmError::Gpu(e.to_string()))?;
             Ok(Box::new(gpu))
         }
-        GpuBackendKind::RayGpu => Err(VmError::Gpu(
-            "the jailed ray-gpu cannot serve vhost-user yet; use --gpu-backend reference".into(),
-        )),
+        GpuBackendKind::RayGpu => {
+            let binary = match &config.ray_gpu {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()
+                    .map_err(|e| VmError::Gpu(format!("locating rayvmm: {e}")))?
+                    .with_file_name("ray-gpu"),
+            };
+            if !binary.is_file() {
+                return Err(VmError::Gpu(format!(
+                    "{} not found (cargo build -p gpu-process, or pass --ray-gpu)",
+                    binary.display()
+                )));
+            }
+            let policy =
+                crate::policy::default_policy().map_err(|e| VmError::Gpu(e.to_string()))?;
+            let options = JailedGpuOptions {
+                binary: &binary,
+                policy: &policy,
+                action: match config.action {
+                    PolicyAction::Kill => seccomp::DefaultAction::KillProcess,
+                    PolicyAction::Trap => seccomp::DefaultAction::Trap,
+                },
+                three_d: config.three_d,
+            };
+            let gpu = JailedGpu::spawn(&options, socket, sink).map_err(VmError::Gpu)?;
+            Ok(Box::new(gpu))
+        }
     }
 }
 
@@ -207,13 +240,31 @@ struct Supervisor {
     gpu_alive: bool,
     screenshot: Option<PathBuf>,
     signal_shots: u32,
+    gpu_stop_requested: bool,
+    engine_exit: Option<child::ExitDescription>,
+    last_frame: Option<(Frame, Instant)>,
+}
+
+/// Says how the GPU process died, with the call its filter refused when it reported one.
+fn gpu_death(exit: &child::ExitDescription, blocked: Option<&str>) -> String {
+    match blocked {
+        Some(call) => format!("the GPU process {exit} after its filter refused {call}"),
+        None => format!("the GPU process {exit}"),
+    }
 }
 
 impl Supervisor {
     fn run(mut self) -> Outcome {
         loop {
-            let Ok(event) = self.rx.recv() else {
-                return self.finish(1, "lost every event source".into());
+            let event = match self.rx.recv_timeout(FRAME_POLL_INTERVAL) {
+                Ok(event) => event,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.poll_frame();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return self.finish(1, "lost every event source".into())
+                }
             };
             match event {
                 Event::Signal(Signal::SIGUSR1) => {
@@ -238,21 +289,29 @@ impl Supervisor {
                 Event::Engine(EngineEvent::ShuttingDown { guest: false, .. }) => {}
                 Event::Engine(EngineEvent::Exited(exit)) => {
                     self.engine_alive = false;
-                    let msg = format!("the engine (QEMU) {exit} unexpectedly");
-                    say(&format!("{msg}; stopping the GPU process"));
-                    return self.finish(1, msg);
+                    return self.engine_died(&exit);
                 }
                 Event::Gpu(GpuEvent::Exited { exit, blocked }) => {
                     self.gpu_alive = false;
-                    let mut msg = format!("the GPU process {exit}");
-                    if let Some(call) = blocked {
-                        msg.push_str(&format!(" after its filter blocked {call}"));
+                    // The GPU process also ends, cleanly, when the engine's end of the socket
+                    // closes: if the engine went down too, it went first.
+                    let clean = exit.success() && blocked.is_none();
+                    if clean && self.wait_until(|s| !s.engine_alive, CONSEQUENCE_WINDOW) {
+                        let engine_exit = self.engine_exit.clone();
+                        return self.engine_died(&engine_exit.unwrap_or(exit));
                     }
+                    let msg = gpu_death(&exit, blocked.as_deref());
                     say(&format!("{msg}; stopping the VM"));
                     return self.finish(1, msg);
                 }
             }
         }
+    }
+
+    fn engine_died(&mut self, exit: &child::ExitDescription) -> Outcome {
+        let msg = format!("the engine (QEMU) {exit} unexpectedly");
+        say(&format!("{msg}; stopping the GPU process"));
+        self.finish(1, msg)
     }
 
     fn finish(&mut self, exit_code: i32, summary: String) -> Outcome {
@@ -262,6 +321,9 @@ impl Supervisor {
 
     /// Stops the engine, then the GPU process; kills what does not stop in time.
     fn stop(&mut self) {
+        // From here on the GPU process ending is expected: it exits when the engine's end of
+        // its socket closes.
+        self.gpu_stop_requested = true;
         if self.engine_alive {
             if let Some(machine) = self.machine.as_mut() {
                 if let Err(e) = machine.request_quit() {
@@ -293,8 +355,16 @@ impl Supervisor {
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok(Event::Engine(EngineEvent::Exited(_))) => self.engine_alive = false,
-                Ok(Event::Gpu(GpuEvent::Exited { .. })) => self.gpu_alive = false,
+                Ok(Event::Engine(EngineEvent::Exited(exit))) => {
+                    self.engine_alive = false;
+                    self.engine_exit = Some(exit);
+                }
+                Ok(Event::Gpu(GpuEvent::Exited { exit, blocked })) => {
+                    self.gpu_alive = false;
+                    if !self.gpu_stop_requested {
+                        say(&gpu_death(&exit, blocked.as_deref()));
+                    }
+                }
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
                     return done(self)
@@ -328,11 +398,32 @@ impl Supervisor {
         }
     }
 
-    fn capture(&mut self) -> Result<(Frame, &'static str), String> {
+    /// Keeps the GPU process's latest frame: a guest that powers off resets the device, and
+    /// the exit screenshot should still show what the guest last displayed.
+    fn poll_frame(&mut self) {
+        if !self.gpu_alive {
+            return;
+        }
+        if let Some(Ok(frame)) = self.gpu.screenshot() {
+            self.last_frame = Some((frame, Instant::now()));
+        }
+    }
+
+    /// The current scanout: from the GPU process; else the last frame it showed (when the
+    /// scanout is now empty); else the engine's display (QMP `screendump`).
+    fn capture(&mut self) -> Result<(Frame, String), String> {
         if self.gpu_alive {
             match self.gpu.screenshot() {
-                Some(Ok(frame)) => return Ok((frame, "GPU process")),
-                Some(Err(e)) => say(&format!("GPU process screenshot failed ({e}); asking QEMU")),
+                Some(Ok(frame)) => return Ok((frame, "GPU process".into())),
+                Some(Err(e)) => {
+                    if let Some((frame, when)) = &self.last_frame {
+                        let age = when.elapsed().as_secs_f32();
+                        let source =
+                            format!("GPU process, the last frame shown, {age:.1} s ago; now: {e}");
+                        return Ok((frame.clone(), source));
+                    }
+                    say(&format!("GPU process screenshot failed ({e}); asking QEMU"));
+                }
                 None => {}
             }
         }
@@ -343,7 +434,7 @@ impl Supervisor {
             .ok_or("the engine is not running")?;
         machine
             .screenshot()
-            .map(|f| (f, "QMP screendump"))
+            .map(|f| (f, "QMP screendump".into()))
             .map_err(|e| e.to_string())
     }
 }
