@@ -94,7 +94,8 @@ pub enum RendererMode {
     /// No renderer: the jail alone (sandbox reports, escape tests).
     #[default]
     None,
-    /// virglrenderer through rutabaga_gfx (3D), falling back to nothing if it fails.
+    /// virglrenderer through rutabaga_gfx (3D); where it does not come up with its capsets,
+    /// the 2D component, and Ready's renderer says so with the reason.
     Virgl,
     /// rutabaga's 2D component only.
     TwoD,
