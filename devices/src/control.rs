@@ -17,7 +17,10 @@ pub enum ToGpu {
     Report,
     /// Run an escape technique (only a `probe` build of ray-gpu honours it).
     Probe(ProbeRequest),
-    /// Send the pixels scanout 0 shows now ([`FromGpu::Screenshot`]).
+    /// Write the pixels scanout 0 shows now into the empty memfd attached to this message as
+    /// descriptor 0, then answer [`FromGpu::Screenshot`]. The supervisor makes the memfd, so
+    /// the GPU process needs no `memfd_create` (which, with executable memory, would let
+    /// injected code run without touching the file system).
     Screenshot,
     /// Stop serving and exit 0.
     Shutdown,
@@ -32,15 +35,11 @@ pub enum FromGpu {
     Report(SandboxView),
     /// Answer to [`ToGpu::Probe`].
     Probe(ProbeReport),
-    /// Answer to [`ToGpu::Screenshot`]: `width * height` x8r8g8b8 pixels (B, G, R, X in
-    /// memory, rows of `width * 4` bytes) in a sealed memfd, passed as descriptor `fd_index`
-    /// of the message (pixels exceed the tube's message cap). Untrusted: the supervisor checks
-    /// the memfd's size and seals before mapping it.
-    Screenshot {
-        width: u32,
-        height: u32,
-        fd_index: usize,
-    },
+    /// Answer to [`ToGpu::Screenshot`]: the memfd now holds `width * height` x8r8g8b8 pixels
+    /// (B, G, R, X in memory, rows of `width * 4` bytes); pixels exceed the tube's message
+    /// cap, hence the memfd. Untrusted: the supervisor seals the memfd against further
+    /// change, then checks its size against the claim before reading it.
+    Screenshot { width: u32, height: u32 },
     /// Trap-and-report mode: the filter refused this call; the process exits next.
     BlockedSyscall(BlockedSyscall),
     /// A request could not be carried out.
@@ -67,7 +66,8 @@ pub struct StartConfig {
     pub vhost_user_fd: Option<i32>,
 }
 
-/// The seals a screenshot memfd carries: its size and contents are fixed for good.
+/// The seals the supervisor puts on a screenshot memfd once the GPU process has answered:
+/// from then on neither its size nor its contents can change.
 pub const SCREENSHOT_SEALS: i32 =
     libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
 

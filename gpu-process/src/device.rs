@@ -12,14 +12,12 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
-use devices::control::{FromGpu, RendererMode, ToGpu, SCREENSHOT_SEALS};
+use devices::control::{FromGpu, RendererMode, ToGpu};
 use devices::tube::{Tube, TubeError};
 use devices::vhost_user::{self, DeviceHandle};
 use devices::virtio_gpu::{
     Backend, BackendConfig, BackendInfo, GpuConfig, RendererChoice, RendererKind, VirtioGpu,
 };
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::stat::{fstat, SFlag};
 
 /// The virtio-gpu device, built and ready to serve its vhost-user socket.
@@ -116,8 +114,10 @@ fn describe(info: &BackendInfo) -> String {
 /// (`Ok(false)`). `device` reaches the served device for screenshots, when there is one.
 pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Result<bool> {
     loop {
-        let request = match tube.recv::<ToGpu>() {
-            Ok(request) => request,
+        // At most one descriptor: the memfd a Screenshot request carries. Any that come with
+        // another request are closed when `fds` goes out of scope.
+        let (request, mut fds) = match tube.recv_with_fds::<ToGpu>(1) {
+            Ok(received) => received,
             Err(TubeError::Disconnected) => return Ok(false),
             Err(err) => {
                 tube.send(&FromGpu::Error(format!("bad request: {err}")))?;
@@ -127,15 +127,8 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
         match request {
             ToGpu::Report => tube.send(&FromGpu::Report(crate::view::collect()))?,
             ToGpu::Probe(request) => tube.send(&crate::probe(&request))?,
-            ToGpu::Screenshot => match screenshot(device) {
-                Ok((width, height, memfd)) => tube.send_with_fds(
-                    &FromGpu::Screenshot {
-                        width,
-                        height,
-                        fd_index: 0,
-                    },
-                    &[memfd.as_fd()],
-                )?,
+            ToGpu::Screenshot => match screenshot(device, fds.take(0)) {
+                Ok((width, height)) => tube.send(&FromGpu::Screenshot { width, height })?,
                 Err(err) => tube.send(&FromGpu::Error(format!("screenshot: {err:#}")))?,
             },
             ToGpu::Shutdown => return Ok(true),
@@ -144,23 +137,20 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
     }
 }
 
-/// Scanout 0's pixels in a sealed memfd.
-fn screenshot(device: Option<&DeviceHandle<VirtioGpu>>) -> Result<(u32, u32, OwnedFd)> {
+/// Writes scanout 0's pixels into the supervisor's `memfd`, returning the frame's size.
+fn screenshot(
+    device: Option<&DeviceHandle<VirtioGpu>>,
+    memfd: Result<OwnedFd, TubeError>,
+) -> Result<(u32, u32)> {
+    let memfd = memfd.context("the request carried no memfd")?;
     let Some(device) = device else {
         bail!("no device is being served");
     };
     let image = device
         .with(|gpu| gpu.scanout_pixels(0))?
         .context("scanout 0 shows nothing")?;
-    let memfd = memfd_create(
-        "ray-gpu-screenshot",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .context("memfd_create")?;
-    let mut file = std::fs::File::from(memfd);
-    file.write_all(&image.pixels)
+    std::fs::File::from(memfd)
+        .write_all(&image.pixels)
         .context("writing the pixels")?;
-    let seals = SealFlag::from_bits_truncate(SCREENSHOT_SEALS);
-    fcntl(&file, FcntlArg::F_ADD_SEALS(seals)).context("sealing the memfd")?;
-    Ok((image.width, image.height, OwnedFd::from(file)))
+    Ok((image.width, image.height))
 }

@@ -1,13 +1,15 @@
-//! Screenshots from the GPU process: scanout 0's pixels in a sealed memfd, checked before a
-//! byte of it is read, because the process sending it may be compromised.
+//! Screenshots from the GPU process: rayvmm hands it an empty memfd, the process writes scanout
+//! 0's pixels into it, and rayvmm seals the memfd before checking and reading a byte of it,
+//! because the process writing it may be compromised.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use devices::control::{FromGpu, ToGpu, SCREENSHOT_SEALS};
-use nix::fcntl::{fcntl, FcntlArg};
-use nix::sys::stat::{fstat, SFlag};
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::sys::stat::fstat;
 use thiserror::Error;
 
 use super::{GpuError, GpuProcess};
@@ -38,49 +40,48 @@ impl ScanoutFrame {
     }
 }
 
-/// Why a screenshot answer was refused.
+/// Why a screenshot failed or its answer was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ScreenshotError {
+    #[error("creating the screenshot memfd: {0}")]
+    Create(String),
     #[error("screenshot size {width}x{height} is outside 1..={MAX_SCREENSHOT_EDGE}")]
     BadSize { width: u32, height: u32 },
-    #[error("screenshot names descriptor {index} but {received} came with it")]
-    BadIndex { index: usize, received: usize },
-    #[error("screenshot descriptor is not a regular file")]
-    NotAFile,
+    #[error("sealing the screenshot memfd failed (a writable mapping of it is held?): {0}")]
+    Seal(String),
     #[error("screenshot memfd holds {actual} bytes, {expected} expected")]
     WrongLength { expected: u64, actual: i64 },
-    #[error("screenshot memfd seals are {actual:#x}, {SCREENSHOT_SEALS:#x} required")]
-    NotSealed { actual: i32 },
     #[error("reading the screenshot memfd: {0}")]
     Read(String),
 }
 
 impl GpuProcess {
-    /// Asks the process for scanout 0's pixels. The answer is untrusted: its size must be
-    /// sane, the descriptor must be a memfd sealed against shrinking, growing, writing and
-    /// further sealing, and exactly `width * height * 4` bytes long, before it is read.
+    /// Asks the process for scanout 0's pixels, written into a memfd made here. The answer is
+    /// untrusted: its size must be sane, and the memfd is sealed against writing, growing and
+    /// shrinking before its length is checked against `width * height * 4` and it is read.
     pub fn screenshot(&mut self) -> Result<ScanoutFrame, GpuError> {
+        let memfd = empty_memfd()?;
         self.tube.set_recv_timeout(Some(self.request_timeout))?;
-        self.tube.send(&ToGpu::Screenshot)?;
-        let (answer, mut fds) = self.tube.recv_with_fds::<FromGpu>(1)?;
-        let (width, height, index) = match answer {
-            FromGpu::Screenshot {
-                width,
-                height,
-                fd_index,
-            } => (width, height, fd_index),
-            other => return Err(self.unexpected(other, "a screenshot")),
-        };
-        let received = fds.len();
-        let memfd = fds
-            .take(index)
-            .map_err(|_| ScreenshotError::BadIndex { index, received })?;
-        Ok(read_sealed(memfd, width, height)?)
+        self.tube
+            .send_with_fds(&ToGpu::Screenshot, &[memfd.as_fd()])?;
+        match self.tube.recv::<FromGpu>()? {
+            FromGpu::Screenshot { width, height } => Ok(seal_and_read(memfd, width, height)?),
+            other => Err(self.unexpected(other, "a screenshot")),
+        }
     }
 }
 
-/// Checks `memfd` against `width` and `height` and reads its pixels.
-pub fn read_sealed(
+/// An empty memfd that can be sealed later.
+fn empty_memfd() -> Result<OwnedFd, ScreenshotError> {
+    memfd_create(
+        "rayvmm-screenshot",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| ScreenshotError::Create(e.to_string()))
+}
+
+/// Seals `memfd` for good, checks it against `width` and `height`, and reads its pixels.
+pub fn seal_and_read(
     memfd: OwnedFd,
     width: u32,
     height: u32,
@@ -89,16 +90,11 @@ pub fn read_sealed(
     if !edge_ok(width) || !edge_ok(height) {
         return Err(ScreenshotError::BadSize { width, height });
     }
+    let seals = SealFlag::from_bits_truncate(SCREENSHOT_SEALS);
+    fcntl(&memfd, FcntlArg::F_ADD_SEALS(seals))
+        .map_err(|e| ScreenshotError::Seal(e.to_string()))?;
+    // Sealed: the length read now is the length for good.
     let expected = u64::from(width) * u64::from(height) * BYTES_PER_PIXEL;
-    let stat = fstat(memfd.as_fd()).map_err(|e| ScreenshotError::Read(e.to_string()))?;
-    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-        return Err(ScreenshotError::NotAFile);
-    }
-    // Seals are checked before the size: once sealed, the size cannot change after the check.
-    let seals = fcntl(&memfd, FcntlArg::F_GET_SEALS).unwrap_or(0);
-    if seals & SCREENSHOT_SEALS != SCREENSHOT_SEALS {
-        return Err(ScreenshotError::NotSealed { actual: seals });
-    }
     let actual = fstat(memfd.as_fd())
         .map_err(|e| ScreenshotError::Read(e.to_string()))?
         .st_size;
@@ -120,46 +116,42 @@ pub fn read_sealed(
 mod tests {
     use std::io::Write;
 
-    use nix::fcntl::SealFlag;
-    use nix::sys::memfd::{memfd_create, MFdFlags};
+    use nix::sys::mman::{mmap, MapFlags, ProtFlags};
 
     use super::*;
 
-    fn memfd_with(bytes: &[u8], seals: i32) -> OwnedFd {
-        let fd = memfd_create("test", MFdFlags::MFD_ALLOW_SEALING).unwrap();
-        let mut file = File::from(fd);
+    fn memfd_with(bytes: &[u8]) -> OwnedFd {
+        let memfd = empty_memfd().unwrap();
+        let mut file = File::from(memfd);
         file.write_all(bytes).unwrap();
-        fcntl(
-            &file,
-            FcntlArg::F_ADD_SEALS(SealFlag::from_bits_truncate(seals)),
-        )
-        .unwrap();
         OwnedFd::from(file)
     }
 
     #[test]
-    fn sealed_memfd_of_the_right_size_is_read() {
-        let memfd = memfd_with(&[1, 2, 3, 4, 5, 6, 7, 8], SCREENSHOT_SEALS);
+    fn memfd_of_the_right_size_is_read() {
+        let memfd = memfd_with(&[1, 2, 3, 4, 5, 6, 7, 8]);
 
-        let frame = read_sealed(memfd, 2, 1).unwrap();
+        let frame = seal_and_read(memfd, 2, 1).unwrap();
 
         assert_eq!(frame.pixel(1, 0), Some([5, 6, 7, 8]));
     }
 
     #[test]
-    fn memfd_without_the_write_seal_is_refused() {
-        let memfd = memfd_with(&[0; 4], SCREENSHOT_SEALS & !libc::F_SEAL_WRITE);
+    fn memfd_is_sealed_against_writes_after_the_answer() {
+        let memfd = memfd_with(&[0; 4]);
+        let writer = memfd.try_clone().unwrap();
 
-        let err = read_sealed(memfd, 1, 1).unwrap_err();
+        seal_and_read(memfd, 1, 1).unwrap();
+        let late_write = File::from(writer).write_all(&[1; 4]);
 
-        assert!(matches!(err, ScreenshotError::NotSealed { .. }), "{err}");
+        assert_eq!(late_write.unwrap_err().raw_os_error(), Some(libc::EPERM));
     }
 
     #[test]
     fn memfd_shorter_than_the_claimed_size_is_refused() {
-        let memfd = memfd_with(&[0; 4], SCREENSHOT_SEALS);
+        let memfd = memfd_with(&[0; 4]);
 
-        let err = read_sealed(memfd, 2, 2).unwrap_err();
+        let err = seal_and_read(memfd, 2, 2).unwrap_err();
 
         assert_eq!(
             err,
@@ -172,26 +164,32 @@ mod tests {
 
     #[test]
     fn absurd_dimensions_are_refused_before_anything_is_read() {
-        let memfd = memfd_with(&[0; 4], SCREENSHOT_SEALS);
+        let memfd = memfd_with(&[0; 4]);
 
-        let err = read_sealed(memfd, 1 << 20, 1 << 20).unwrap_err();
+        let err = seal_and_read(memfd, 1 << 20, 1 << 20).unwrap_err();
 
         assert!(matches!(err, ScreenshotError::BadSize { .. }), "{err}");
     }
 
     #[test]
-    fn unsealable_file_is_refused() {
-        let memfd = unsealable_memfd();
+    fn memfd_with_a_writable_shared_mapping_is_refused() {
+        let memfd = memfd_with(&[0; 4096]);
+        // SAFETY: a fresh shared mapping of a 4096-byte memfd; it is never dereferenced and
+        // stays mapped until the test ends, which is the point (it blocks F_SEAL_WRITE).
+        let _mapping = unsafe {
+            mmap(
+                None,
+                std::num::NonZeroUsize::new(4096).unwrap(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &memfd,
+                0,
+            )
+        }
+        .unwrap();
 
-        let err = read_sealed(memfd, 1, 1).unwrap_err();
+        let err = seal_and_read(memfd, 32, 32).unwrap_err();
 
-        assert!(matches!(err, ScreenshotError::NotSealed { .. }), "{err}");
-    }
-
-    fn unsealable_memfd() -> OwnedFd {
-        let fd = memfd_create("unsealable", MFdFlags::empty()).unwrap();
-        let mut file = File::from(fd);
-        file.write_all(&[0; 4]).unwrap();
-        OwnedFd::from(file)
+        assert!(matches!(err, ScreenshotError::Seal(_)), "{err}");
     }
 }
