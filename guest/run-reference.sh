@@ -88,7 +88,7 @@ fi
 
 if [ $uefi = 0 ]; then
   RAYOS_GUEST_TOOLS_CHECKED=1 "$here/build-linux-guest.sh" >&2
-  img="$repo/.cache/guest/linux"
+  img="${RAYOS_GUEST_OUT:-$repo/.cache/guest/linux}"
 fi
 
 mkdir -p "$repo/.cache/guest/runs"
@@ -128,6 +128,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The serial console goes to a file the script watches; the interactive shell workload gets it on
+# this terminal instead (QEMU's mux: Ctrl-A X quits, Ctrl-A C toggles the monitor).
+serial_chardev="file,id=ser,path=$serial"
+[ "$workload" = shell ] && serial_chardev="stdio,id=ser,mux=on,signal=off"
+
 # --- The command line -------------------------------------------------------------------------
 qemu=(
   "$QEMU" -accel tcg
@@ -135,7 +140,7 @@ qemu=(
   # The features TCG lacks are switched off explicitly, which only silences its warnings.
   -cpu Haswell-v4,-pcid,-tsc-deadline,-invpcid,-spec-ctrl -smp "$smp" -m "$mem"
   -nodefaults -no-user-config -no-reboot
-  -chardev "file,id=ser,path=$serial" -serial chardev:ser
+  -chardev "$serial_chardev" -serial chardev:ser
   -qmp "unix:$qmp,server=on,wait=off"
 )
 machine=q35
@@ -205,6 +210,11 @@ fi
 # --- Run --------------------------------------------------------------------------------------
 log "$qemu_version; variant $variant, workload $workload"
 log "command line: $(printf '%q ' "${launcher[@]}" "${qemu[@]}")"
+if [ "$workload" = shell ]; then
+  qemu+=(-mon chardev=ser,mode=readline)
+  "${launcher[@]}" "${qemu[@]}"
+  exit $?
+fi
 if [ $quiet = 0 ]; then
   tail -n +1 -f "$serial" &
   tail_pid=$!
