@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The longest any one guest run may take (TCG on a 2-core machine, other tests beside it).
-pub const GUEST_TIMEOUT: Duration = Duration::from_secs(300);
+pub const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
 /// Kernel arguments shared by every Linux guest run (as guest/run-reference.sh uses them).
 pub const KERNEL_ARGS: &str = "console=ttyS0,115200 panic=-1 mitigations=off \
      drm.edid_firmware=edid/1024x768.bin vt.global_cursor_default=0";
