@@ -1068,3 +1068,24 @@ fn host_memory_stays_bounded_when_guest_creates_without_end() {
         (16, true, RESP_ERR_OUT_OF_MEMORY)
     );
 }
+
+#[test]
+fn bogus_available_index_is_a_queue_error_not_a_hang() {
+    let mut f = fixture();
+    let mem = f.guest.mem.clone();
+    // 0x0000+0x1000: the control queue's available ring; its index jumps past the queue size.
+    mem.write_obj(
+        1000u16,
+        vm_memory::GuestAddress(16 * u64::from(QUEUE_SIZE) + 2),
+    )
+    .unwrap();
+
+    let result = f
+        .gpu
+        .process_queue(&mem, &mut f.guest.control.queue, QueueKind::Control);
+
+    assert!(matches!(
+        result,
+        Err(devices::virtio_gpu::QueueError::BrokenAvailRing)
+    ));
+}

@@ -29,11 +29,18 @@ pub enum QueueKind {
     Cursor,
 }
 
-/// The queue itself could not be accessed (its rings lie outside guest memory): the device
-/// cannot go on with this queue and the transport should mark it as needing a reset.
+/// The queue itself is unusable: the device cannot go on with it and the transport should
+/// mark the device as needing a reset (VIRTIO_CONFIG_S_NEEDS_RESET).
 #[derive(Debug, thiserror::Error)]
-#[error("virtqueue access failed: {0}")]
-pub struct QueueError(#[from] virtio_queue::Error);
+pub enum QueueError {
+    /// The rings could not be accessed (they lie outside guest memory).
+    #[error("virtqueue access failed: {0}")]
+    Access(#[from] virtio_queue::Error),
+    /// The available ring says there is work but yields no chain (its index is bogus); going
+    /// on would spin forever.
+    #[error("the available ring index is invalid")]
+    BrokenAvailRing,
+}
 
 /// The current contents of a scanout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,7 +308,9 @@ impl VirtioGpu {
         let mut used = false;
         loop {
             queue.disable_notification(mem)?;
+            let mut progressed = false;
             while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                progressed = true;
                 let head_index = chain.head_index();
                 match self.handle_chain(mem, chain, head_index, kind) {
                     Completion::Now(len) => {
@@ -314,6 +323,9 @@ impl VirtioGpu {
             }
             if !queue.enable_notification(mem)? {
                 break;
+            }
+            if !progressed {
+                return Err(QueueError::BrokenAvailRing);
             }
         }
         if kind == QueueKind::Control {
