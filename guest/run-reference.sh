@@ -131,7 +131,13 @@ trap 'exit 130' INT TERM
 # The serial console goes to a file the script watches; the interactive shell workload gets it on
 # this terminal instead (QEMU's mux: Ctrl-A X quits, Ctrl-A C toggles the monitor).
 serial_chardev="file,id=ser,path=$serial"
-[ "$workload" = shell ] && serial_chardev="stdio,id=ser,mux=on,signal=off"
+# The guest holds its display 600 s after RAYOS-DONE for the screendump; this script quits QEMU
+# sooner. The shell workload powers off as soon as the shell exits.
+hold=600
+if [ "$workload" = shell ]; then
+  serial_chardev="stdio,id=ser,mux=on,signal=off"
+  hold=0
+fi
 
 # --- The command line -------------------------------------------------------------------------
 qemu=(
@@ -181,7 +187,7 @@ if [ $uefi = 1 ]; then
 else
   append="console=ttyS0,115200 panic=-1 loglevel=7 mitigations=off"
   append+=" drm.edid_firmware=edid/1024x768.bin vt.global_cursor_default=0"
-  append+=" rayos.workload=$workload rayos.frames=$frames rayos.duration=$duration rayos.hold=600"
+  append+=" rayos.workload=$workload rayos.frames=$frames rayos.duration=$duration rayos.hold=$hold"
   qemu+=(-kernel "$img/vmlinuz" -initrd "$img/initrd.img" -append "$append")
 fi
 
