@@ -2,9 +2,10 @@
 # Installs what building and running RayOS test guests needs, idempotently:
 #   - QEMU 10 (qemu-system-x86, qemu-system-gui, the opengl display modules) from
 #     bookworm-backports: bookworm's QEMU 7.2 refuses vhost-user under TCG (../shared/FACTS.md);
-#   - OVMF (UEFI firmware), debootstrap, zstd, cpio (guest image build);
-#   - Xvfb + xauth + Mesa's DRI drivers (the GL display for in-process virgl runs);
-#   - python3 (the small QMP client in guest/run-reference.sh).
+#   - OVMF (UEFI firmware), debootstrap, zstd, cpio, kmod (guest image build);
+#   - Xvfb + xauth + Mesa's DRI drivers (the GL display for in-process virgl runs), xwd and
+#     xwininfo (grabbing that display, where QMP screendump has no surface);
+#   - python3 (the small QMP client and helpers in guest/).
 # When everything is already installed at the right versions, apt is not touched at all.
 set -euo pipefail
 
