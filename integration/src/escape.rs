@@ -123,14 +123,7 @@ pub fn run_technique_with(technique: &str, policy: Policy, renderer: Renderer) -
 }
 
 /// One line of `rayvmm probe-syscalls` output.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RawResult {
-    pub name: String,
-    pub nr: i64,
-    pub outcome: String,
-    pub expected: String,
-    pub pass: bool,
-}
+pub use vmm::probe::RawResult;
 
 /// Runs `rayvmm probe-syscalls FILE` under `policy`: its exit status and each result line.
 pub fn run_raw_file(file: &Path, policy: Policy) -> (Output, Vec<RawResult>) {
