@@ -8,7 +8,8 @@ of the window itself comes out black: GLX draws it through the root), and this c
 out and converts the XWD (ZPixmap, 24/32 bpp TrueColor) to PNG with the standard library only.
 The Xvfb screen must be larger than the window (SDL centres it), or the grab is clipped.
 
-  xshot.py OUT.png            (uses $DISPLAY)
+  xshot.py OUT.png            (uses $DISPLAY; XSHOT_DEBUG=1 also prints the window tree and
+                               saves the whole screen as OUT.png.root.png)
 """
 import os
 import re
