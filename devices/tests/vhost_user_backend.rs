@@ -18,7 +18,7 @@ use support::display_peer::{DisplayMessage, DisplayPeer};
 use support::frontend::{
     Frontend, Region, GET_MAX_MEM_SLOTS, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, PROTOCOL_F_CONFIG,
     PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK, SET_VRING_NUM, VHOST_USER_F_PROTOCOL_FEATURES,
-    VIRTIO_F_VERSION_1,
+    VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
 };
 use support::guest::{Buffer, DriverQueue, GuestRam, USER_BASE};
 
@@ -66,23 +66,39 @@ impl DeviceModel for ReverseDevice {
         self.display = Some(display);
     }
 
+    /// Serves the ring the way the contract asks (and VirtioGpu does): notifications off while
+    /// draining, back on (`avail_event` with EVENT_IDX), drain again if more arrived, and
+    /// interrupt only if `needs_notification` says the driver wants it.
     fn process_queue(&mut self, memory: &GuestMemoryMmap, queue: &mut Queue, _: usize) -> bool {
         let mut used = false;
-        while let Some(chain) = queue.pop_descriptor_chain(memory) {
-            let head = chain.head_index();
-            let mut reader = chain.clone().reader(memory).expect("reader");
-            let mut writer = chain.writer(memory).expect("writer");
-            let mut bytes = vec![0u8; reader.available_bytes()];
-            std::io::Read::read_exact(&mut reader, &mut bytes).expect("read chain");
-            bytes.reverse();
-            let written = writer.available_bytes().min(bytes.len());
-            std::io::Write::write_all(&mut writer, &bytes[..written]).expect("write chain");
+        loop {
             queue
-                .add_used(memory, head, written as u32)
-                .expect("add used");
-            used = true;
+                .disable_notification(memory)
+                .expect("disable notification");
+            while let Some(chain) = queue.pop_descriptor_chain(memory) {
+                let head = chain.head_index();
+                let mut reader = chain.clone().reader(memory).expect("reader");
+                let mut writer = chain.writer(memory).expect("writer");
+                let mut bytes = vec![0u8; reader.available_bytes()];
+                std::io::Read::read_exact(&mut reader, &mut bytes).expect("read chain");
+                bytes.reverse();
+                let written = writer.available_bytes().min(bytes.len());
+                std::io::Write::write_all(&mut writer, &bytes[..written]).expect("write chain");
+                queue
+                    .add_used(memory, head, written as u32)
+                    .expect("add used");
+                used = true;
+            }
+            if !queue
+                .enable_notification(memory)
+                .expect("enable notification")
+            {
+                break;
+            }
         }
-        used
+        used && queue
+            .needs_notification(memory)
+            .expect("needs notification")
     }
 
     fn fence_event(&self) -> Option<BorrowedFd<'_>> {
@@ -166,6 +182,120 @@ fn device_features_acked_by_the_driver_reach_the_model() {
     let acked = setup.handle.with(|device| device.acked).unwrap();
 
     assert_eq!(acked, DEVICE_FEATURES);
+}
+
+/// A served backend negotiated the way QEMU 10 does for a Linux guest: EVENT_IDX acked, plus
+/// VIRTIO_F_RING_RESET, which the backend never offered, in a SET_FEATURES without NEED_REPLY.
+fn setup_like_qemu_for_linux() -> Setup {
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let (handle, server) = spawn_backend(ReverseDevice::default(), theirs);
+    let frontend = Frontend::new(ours);
+    let offered = frontend.negotiate_protocol();
+    assert_eq!(
+        offered & VIRTIO_F_RING_RESET,
+        0,
+        "RING_RESET is not offered"
+    );
+    let wanted = VIRTIO_F_VERSION_1
+        | VHOST_USER_F_PROTOCOL_FEATURES
+        | VIRTIO_RING_F_EVENT_IDX
+        | DEVICE_FEATURES;
+    frontend.set_features((offered & wanted) | VIRTIO_F_RING_RESET);
+    let ram = GuestRam::new(16 << 20);
+    assert!(frontend.set_mem_table(&[ram.region()], &[ram.file.as_raw_fd()]));
+    Setup {
+        frontend,
+        ram,
+        handle,
+        server,
+    }
+}
+
+#[test]
+fn features_never_offered_are_ignored_and_the_offered_ones_applied() {
+    let setup = setup_like_qemu_for_linux();
+
+    let acked = setup.handle.with(|device| device.acked).unwrap();
+
+    assert_eq!(acked, DEVICE_FEATURES);
+}
+
+#[test]
+fn interrupt_driven_driver_with_event_idx_gets_every_response() {
+    let mut setup = setup_like_qemu_for_linux();
+    let mut queue = DriverQueue::setup(&setup.frontend, 0, 64);
+    let request = setup.ram.alloc(4, 8);
+    let response = setup.ram.alloc(4, 8);
+    queue.set_used_event(&setup.ram, 0);
+    let mut answers = Vec::new();
+
+    // One request at a time, each waited for by interrupt, as Linux's virtio_gpu does at
+    // probe (GET_CAPSET_INFO 0, GET_CAPSET_INFO 1, ...).
+    for round in 0..3u8 {
+        setup.ram.write(request, &[round, 1, 2, 3]);
+        let kicked = queue.push_and_kick_with_event_idx(
+            &setup.ram,
+            &[Buffer::readable(request, 4), Buffer::writable(response, 4)],
+        );
+        let used = queue.wait_interrupt(&setup.ram, Duration::from_secs(2));
+        answers.push((
+            kicked,
+            used.map(|(_, len)| len),
+            setup.ram.read(response, 4),
+        ));
+    }
+
+    let expected: Vec<_> = (0..3u8)
+        .map(|round| (true, Some(4), vec![3, 2, 1, round]))
+        .collect();
+    assert_eq!(answers, expected);
+}
+
+#[test]
+fn device_writes_avail_event_when_event_idx_is_negotiated() {
+    let mut setup = setup_like_qemu_for_linux();
+    let mut queue = DriverQueue::setup(&setup.frontend, 0, 64);
+    let request = setup.ram.alloc(1, 8);
+    let response = setup.ram.alloc(1, 8);
+
+    for _ in 0..2 {
+        queue.roundtrip(
+            &setup.ram,
+            &[Buffer::readable(request, 1), Buffer::writable(response, 1)],
+        );
+    }
+
+    assert_eq!(queue.avail_event(&setup.ram), 2);
+}
+
+#[test]
+fn replaced_call_eventfd_receives_the_next_interrupt() {
+    let mut setup = setup_like_qemu_for_linux();
+    let mut queue = DriverQueue::setup(&setup.frontend, 0, 64);
+    let request = setup.ram.alloc(1, 8);
+    let response = setup.ram.alloc(1, 8);
+    queue.set_used_event(&setup.ram, 0);
+    let chain = [Buffer::readable(request, 1), Buffer::writable(response, 1)];
+    queue.push_and_kick_with_event_idx(&setup.ram, &chain);
+    queue
+        .wait_interrupt(&setup.ram, Duration::from_secs(2))
+        .expect("first interrupt");
+
+    // QEMU sends SET_VRING_CALL again when the guest enables MSI-X.
+    let old_call = std::mem::replace(
+        &mut queue.call,
+        vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap(),
+    );
+    assert!(setup.frontend.set_vring_fd(
+        support::frontend::SET_VRING_CALL,
+        0,
+        queue.call.as_raw_fd()
+    ));
+    queue.push_and_kick_with_event_idx(&setup.ram, &chain);
+    let used = queue.wait_interrupt(&setup.ram, Duration::from_secs(2));
+
+    assert!(used.is_some(), "the new call eventfd was signalled");
+    assert!(old_call.read().is_err(), "the old call eventfd stays quiet");
 }
 
 #[test]

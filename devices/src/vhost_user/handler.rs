@@ -140,13 +140,20 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
     }
 
     fn set_features(&mut self, features: u64) -> VhostResult<()> {
+        // QEMU passes some bits through from its own transport without asking the backend:
+        // QEMU 10's vhost-user-gpu-pci sets VIRTIO_F_RING_RESET (bit 40) whenever a Linux
+        // driver acks it, although GET_FEATURES never offered it. SET_FEATURES has no reply
+        // unless REPLY_ACK is asked for, so refusing the whole message would go unnoticed and
+        // leave the driver's real choices (EVENT_IDX above all) unapplied: the rings would then
+        // never write `avail_event`, and a driver that waits for interrupts would stop kicking
+        // after its first request. Keep what was offered and ignore the rest, as libvhost-user
+        // does.
         let offered = self.offered_features();
-        if features & !offered != 0 {
-            return Err(refuse(format!(
-                "features {:#x} were never offered",
-                features & !offered
-            )));
+        let unknown = features & !offered;
+        if unknown != 0 {
+            log::info!("vhost-user: ignoring features {unknown:#x}, which were never offered");
         }
+        let features = features & offered;
         self.acked_features = features;
         let enable_all = !self.protocol_features_acked();
         let event_idx = features & VIRTIO_RING_F_EVENT_IDX != 0;

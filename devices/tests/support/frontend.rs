@@ -36,6 +36,10 @@ const REPLY: u32 = 0x4;
 const NEED_REPLY: u32 = 0x8;
 
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+/// `VIRTIO_F_RING_RESET`: QEMU 10's vhost-user-gpu-pci sends it in SET_FEATURES when a Linux
+/// driver acks it, whether or not the backend offered it.
+pub const VIRTIO_F_RING_RESET: u64 = 1 << 40;
 pub const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 pub const PROTOCOL_F_MQ: u64 = 0x1;
 pub const PROTOCOL_F_REPLY_ACK: u64 = 0x8;
@@ -123,6 +127,19 @@ impl Frontend {
     /// GET_FEATURES, GET/SET_PROTOCOL_FEATURES (with REPLY_ACK), SET_OWNER, SET_FEATURES:
     /// what QEMU does first. Returns the features the backend offered.
     pub fn negotiate(&self, wanted_device_features: u64) -> u64 {
+        let offered = self.negotiate_protocol();
+        let acked = offered
+            & (VIRTIO_F_VERSION_1 | VHOST_USER_F_PROTOCOL_FEATURES | wanted_device_features);
+        assert!(
+            self.request(SET_FEATURES, &acked.to_ne_bytes(), &[]),
+            "SET_FEATURES accepted"
+        );
+        offered
+    }
+
+    /// GET_FEATURES, GET/SET_PROTOCOL_FEATURES (with REPLY_ACK) and SET_OWNER, leaving
+    /// SET_FEATURES to the caller. Returns the features the backend offered.
+    pub fn negotiate_protocol(&self) -> u64 {
         let offered = self.query_u64(GET_FEATURES);
         let protocol = self.query_u64(GET_PROTOCOL_FEATURES);
         self.send(
@@ -137,13 +154,12 @@ impl Frontend {
             &[],
         );
         assert!(self.request(SET_OWNER, &[], &[]), "SET_OWNER accepted");
-        let acked = offered
-            & (VIRTIO_F_VERSION_1 | VHOST_USER_F_PROTOCOL_FEATURES | wanted_device_features);
-        assert!(
-            self.request(SET_FEATURES, &acked.to_ne_bytes(), &[]),
-            "SET_FEATURES accepted"
-        );
         offered
+    }
+
+    /// SET_FEATURES as QEMU sends it: without NEED_REPLY, so a refusal goes unseen.
+    pub fn set_features(&self, features: u64) {
+        self.send(SET_FEATURES, 0, &features.to_ne_bytes(), &[]);
     }
 
     /// SET_MEM_TABLE with one descriptor per region.

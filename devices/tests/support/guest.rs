@@ -236,12 +236,68 @@ impl DriverQueue {
     pub fn used_seen(&self) -> u16 {
         self.used_seen
     }
+
+    /// `avail_event`, which the device writes after the used ring (VIRTIO_RING_F_EVENT_IDX).
+    pub fn avail_event(&self, ram: &GuestRam) -> u16 {
+        let at = self.used + 4 + 8 * u64::from(self.size);
+        u16::from_le_bytes(ram.read(at, 2).try_into().unwrap())
+    }
+
+    /// Writes `used_event`, after the available ring: "interrupt me once the used index
+    /// passes this".
+    pub fn set_used_event(&self, ram: &GuestRam, value: u16) {
+        ram.write(
+            self.avail + 4 + 2 * u64::from(self.size),
+            &value.to_le_bytes(),
+        );
+        fence(Ordering::SeqCst);
+    }
+
+    /// Publishes a chain and kicks only if `avail_event` asks for it, as Linux's
+    /// `virtqueue_kick_prepare` does with VIRTIO_RING_F_EVENT_IDX. Returns whether it kicked.
+    pub fn push_and_kick_with_event_idx(&mut self, ram: &GuestRam, buffers: &[Buffer]) -> bool {
+        let old = self.avail_idx;
+        self.push(ram, buffers);
+        fence(Ordering::SeqCst);
+        let new = self.avail_idx;
+        let event = self.avail_event(ram);
+        // vring_need_event(event, new, old)
+        let kick = new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old);
+        if kick {
+            self.notify();
+        }
+        kick
+    }
+
+    /// Waits for an interrupt (the call eventfd) without ever polling the used ring first,
+    /// as an interrupt-driven driver (Linux) does, then takes the next used entry and asks
+    /// for an interrupt on the one after (`used_event`, as `virtqueue_enable_cb` does).
+    pub fn wait_interrupt(&mut self, ram: &GuestRam, timeout: Duration) -> Option<(u32, u32)> {
+        if !wait_readable(self.call.as_raw_fd(), timeout) {
+            return None;
+        }
+        let _ = self.call.read();
+        fence(Ordering::Acquire);
+        let used_idx = u16::from_le_bytes(ram.read(self.used + 2, 2).try_into().unwrap());
+        if used_idx == self.used_seen {
+            return None;
+        }
+        let slot = self.used + 4 + 8 * u64::from(self.used_seen % self.size);
+        let elem = ram.read(slot, 8);
+        self.used_seen = self.used_seen.wrapping_add(1);
+        self.set_used_event(ram, self.used_seen);
+        Some((
+            u32::from_le_bytes(elem[0..4].try_into().unwrap()),
+            u32::from_le_bytes(elem[4..8].try_into().unwrap()),
+        ))
+    }
 }
 
-fn wait_readable(fd: RawFd, timeout: Duration) {
+/// Waits until `fd` is readable or `timeout` passes; returns whether it became readable.
+fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
     // SAFETY: `fd` is owned by the caller's EventFd, which outlives this call.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let mut fds = [PollFd::new(borrowed, PollFlags::POLLIN)];
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let _ = poll(&mut fds, PollTimeout::from(millis));
+    poll(&mut fds, PollTimeout::from(millis)).is_ok_and(|ready| ready > 0)
 }
