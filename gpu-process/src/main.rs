@@ -12,6 +12,7 @@ compile_error!("the `probe` feature is for debug builds of the escape tests only
 
 mod confine;
 mod device;
+mod logger;
 #[cfg(feature = "probe")]
 mod probe;
 mod renderer;
@@ -38,6 +39,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
+    logger::init();
     // SAFETY: rayvmm installs the tube at descriptor 3 and passes nothing else there; if it is
     // not open or not a tube, Tube::from_fd refuses it.
     let tube = Tube::from_fd(unsafe { OwnedFd::from_raw_fd(TUBE_FD) })

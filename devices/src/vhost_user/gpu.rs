@@ -83,9 +83,15 @@ impl DeviceModel for VirtioGpu {
 
 /// Messages the socket refuses were already refused by the model's own checks; one that
 /// still fails (the frontend went away, the backlog is full) is logged and dropped.
+/// A closed socket was already reported once by the writer (the frontend is going away), so
+/// each later message dropped for it is only a debug line.
 fn report(result: Result<(), super::display::DisplayError>) {
-    if let Err(e) = result {
-        log::warn!("vhost-user-gpu display: {e}");
+    match result {
+        Ok(()) => {}
+        Err(e @ super::display::DisplayError::Closed) => {
+            log::debug!("vhost-user-gpu display: {e}")
+        }
+        Err(e) => log::warn!("vhost-user-gpu display: {e}"),
     }
 }
 

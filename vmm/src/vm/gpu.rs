@@ -132,6 +132,10 @@ impl JailedGpu {
         };
         config.ready_timeout = std::time::Duration::from_secs(60);
         config.jail.stderr = ChildStderr::Inherit;
+        // ray-gpu logs on that stderr at the level RAYOS_GPU_LOG names (warn by default).
+        if let Some(level) = std::env::var_os("RAYOS_GPU_LOG") {
+            config.jail.env.push(("RAYOS_GPU_LOG".into(), level));
+        }
         let process = GpuProcess::spawn_with_fds(
             &config,
             &[PassFd {
