@@ -6,22 +6,19 @@
 //! `RAYOS_GPU_LOG` (`error`, `warn`, `info`, `debug`, `trace`, `off`) when the supervisor puts
 //! it into the jail's environment.
 //!
-//! The logger writes to its own duplicate of stderr, taken at start: debug builds of rutabaga
-//! point descriptor 2 at stdout (which rayvmm sends nowhere) while the renderer starts.
+//! Debug builds of rutabaga point descriptor 2 at stdout (which rayvmm sends nowhere) while
+//! the renderer starts; [`KeepStderr`] puts the real stderr back afterwards, so the process
+//! ends up with the descriptors it started with and nothing more.
 
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
-use std::sync::OnceLock;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
 /// The environment variable naming the level.
 pub const LEVEL_VAR: &str = "RAYOS_GPU_LOG";
 
-struct StderrLogger {
-    stderr: OnceLock<File>,
-}
+struct StderrLogger;
 
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -40,25 +37,16 @@ impl Log for StderrLogger {
             record.target(),
             record.args()
         );
-        if let Some(mut stderr) = self.stderr.get() {
-            let _ = stderr.write_all(line.as_bytes());
-        }
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
 }
 
-static LOGGER: StderrLogger = StderrLogger {
-    stderr: OnceLock::new(),
-};
+static LOGGER: StderrLogger = StderrLogger;
 
-/// Installs the logger; call once, before the renderer starts and before the filter.
+/// Installs the logger; call once.
 pub fn init() {
-    let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() else {
-        // No stderr to write to: nothing would be seen anyway.
-        return;
-    };
-    let _ = LOGGER.stderr.set(File::from(stderr));
     let level = std::env::var(LEVEL_VAR)
         .ok()
         .and_then(|value| value.parse::<LevelFilter>().ok())
@@ -66,5 +54,41 @@ pub fn init() {
     // Fails only if a logger is already installed, which leaves that one in place.
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+/// Lowest descriptor number for the saved copy of stderr (below the jail's RLIMIT_NOFILE).
+const SAVED_FD_MIN: libc::c_int = 512;
+
+/// A copy of stderr taken before the renderer starts, put back on descriptor 2 by
+/// [`KeepStderr::restore`] (before the filter: it needs `dup2`).
+pub struct KeepStderr {
+    saved: Option<OwnedFd>,
+}
+
+impl KeepStderr {
+    /// Copies descriptor 2 (none if it is closed) to a high number, so the descriptors the
+    /// renderer opens meanwhile get the numbers they would get without the copy.
+    pub fn save() -> KeepStderr {
+        // SAFETY: F_DUPFD_CLOEXEC on descriptor 2 only creates a new descriptor; its result
+        // is checked and owned below.
+        let fd = unsafe { libc::fcntl(libc::STDERR_FILENO, libc::F_DUPFD_CLOEXEC, SAVED_FD_MIN) };
+        KeepStderr {
+            // SAFETY: a non-negative result is a fresh descriptor that nothing else owns.
+            saved: (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) }),
+        }
+    }
+
+    /// Points descriptor 2 at the saved stderr again and closes the copy.
+    pub fn restore(self) -> std::io::Result<()> {
+        let Some(saved) = self.saved else {
+            return Ok(());
+        };
+        // SAFETY: dup2 onto descriptor 2 replaces only what stderr refers to; `saved` is an
+        // open descriptor owned here, closed when it drops below.
+        if unsafe { libc::dup2(saved.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 }

@@ -68,6 +68,7 @@ fn run() -> Result<()> {
 /// was passed), then the filter.
 fn confine(tube: &Tube, start: &StartConfig) -> Result<(ReadyInfo, Option<Device>)> {
     let landlock_enforced = confine::apply_landlock(&start.landlock)?;
+    let stderr = logger::KeepStderr::save();
     let (renderer, device) = match start.vhost_user_fd {
         Some(fd) => {
             let device = Device::init(start.renderer, fd)?;
@@ -78,6 +79,9 @@ fn confine(tube: &Tube, start: &StartConfig) -> Result<(ReadyInfo, Option<Device
             None,
         ),
     };
+    stderr
+        .restore()
+        .context("restoring stderr after the renderer started")?;
     let report_on = start.report_blocked_syscalls.then(|| tube.as_raw_fd());
     confine::install_filter(&start.seccomp_filter, report_on)?;
     let ready = ReadyInfo {
