@@ -426,6 +426,34 @@ fn resource_create_3d_over_budget_is_out_of_memory(f: &mut Fixture) {
     assert_eq!((resp, f.gpu.resource_count()), (RESP_ERR_OUT_OF_MEMORY, 0));
 }
 
+fn buffer_larger_than_a_texture_edge_is_created(f: &mut Fixture) {
+    // Mesa's virgl driver makes vertex and staging buffers of a megabyte and more; a buffer's
+    // width is its size in bytes.
+    let resp = f.create_3d(
+        21,
+        vs::PIPE_BUFFER,
+        vs::FORMAT_R8_UNORM,
+        vs::BIND_VERTEX_BUFFER,
+        1 << 20,
+        1,
+    );
+
+    assert_eq!(resp, RESP_OK_NODATA);
+}
+
+fn buffer_over_budget_is_out_of_memory(f: &mut Fixture) {
+    let resp = f.create_3d(
+        22,
+        vs::PIPE_BUFFER,
+        vs::FORMAT_R8_UNORM,
+        vs::BIND_VERTEX_BUFFER,
+        u32::MAX,
+        1,
+    );
+
+    assert_eq!(resp, RESP_ERR_OUT_OF_MEMORY);
+}
+
 fn ctx_destroy_of_unknown_context_is_invalid_context_id(f: &mut Fixture) {
     let mut hdr = header(CMD_CTX_DESTROY);
     hdr.ctx_id = 9;
@@ -517,6 +545,14 @@ fn main() {
         (
             "virgl_backend_reports_virgl_capsets_and_features",
             virgl_backend_reports_virgl_capsets_and_features,
+        ),
+        (
+            "buffer_larger_than_a_texture_edge_is_created",
+            buffer_larger_than_a_texture_edge_is_created,
+        ),
+        (
+            "buffer_over_budget_is_out_of_memory",
+            buffer_over_budget_is_out_of_memory,
         ),
         (
             "get_capset_returns_as_many_bytes_as_capset_info_says",

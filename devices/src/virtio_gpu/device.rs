@@ -19,6 +19,7 @@ use super::protocol::*;
 use super::resources::{virgl_bytes_per_pixel, Resource, ResourceKind, ResourceTable, FORMATS_2D};
 use super::scanout::{display_info, Scanout};
 use super::sink::{DisplaySink, NullSink};
+use super::virgl_stream::PIPE_BUFFER;
 
 /// Which of the device's two virtqueues a chain came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1041,7 +1042,7 @@ impl VirtioGpu {
             .checked_mul(u64::from(c.array_size))?
             .checked_mul(u64::from(c.nr_samples.max(1)))?;
         // PIPE_BUFFER: the width is in bytes.
-        let per_pixel = if c.target == 0 {
+        let per_pixel = if c.target == PIPE_BUFFER {
             1
         } else {
             virgl_bytes_per_pixel(c.format)
@@ -1054,7 +1055,15 @@ impl VirtioGpu {
         if !self.backend.is_3d() {
             return Err(NEEDS_3D);
         }
-        self.check_dimension("width", c.width)?;
+        if c.target == PIPE_BUFFER {
+            // A buffer's width is its size in bytes (Mesa's vertex, index, uniform and staging
+            // buffers run to megabytes): the host-memory budget bounds it, not a texture edge.
+            if c.width == 0 {
+                return Err(GpuError::InvalidParameter("buffer of 0 bytes".to_string()));
+            }
+        } else {
+            self.check_dimension("width", c.width)?;
+        }
         self.check_dimension("height", c.height)?;
         self.check_dimension("depth", c.depth)?;
         self.check_dimension("array size", c.array_size)?;
