@@ -7,7 +7,7 @@
 #      (VirGL 3D), runs kmscube in it, and saves screenshots under target/run/ (kmscube.png: the
 #      richest frame captured while kmscube rendered; final.png: the screen at power-off);
 #   4. prints the guest's GL renderer and kmscube's frame rate.
-# Extra arguments go to `rayvmm run` (e.g. `--vnc 127.0.0.1:0` to watch, `--no-3d`).
+# Extra arguments go to `rayvmm run` (e.g. `--display 800x600`, `--no-3d`).
 # Environment: RAYOS_OUT (default target/run), RAYOS_FRAMES (kmscube frames, default 600).
 set -euo pipefail
 cd "$(dirname "$0")/.."

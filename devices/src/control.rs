@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::probe_protocol::{ProbeReport, ProbeRequest};
+use crate::virtio_gpu::DisplayMode;
 
 /// Messages from the supervisor to the GPU process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +65,11 @@ pub struct StartConfig {
     /// virtio-gpu device on; `None` serves only the tube.
     #[serde(default)]
     pub vhost_user_fd: Option<i32>,
+    /// The mode the device's one display reports (GET_DISPLAY_INFO, EDID); `None` keeps the
+    /// device's default ([`DisplayMode::default`], 1024x768). The device refuses a mode its
+    /// EDID cannot describe (an edge of 0 or above 4095).
+    #[serde(default)]
+    pub display: Option<DisplayMode>,
 }
 
 /// The seals the supervisor puts on a screenshot memfd once the GPU process has answered:
@@ -141,4 +147,41 @@ pub struct VisibleFile {
     pub path: String,
     pub kind: char,
     pub writable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_config_without_display_keeps_the_device_default() {
+        let mut json = serde_json::to_value(StartConfig::default()).unwrap();
+        json.as_object_mut().unwrap().remove("display");
+
+        let start: StartConfig = serde_json::from_value(json).unwrap();
+
+        assert_eq!(start.display, None);
+    }
+
+    #[test]
+    fn start_config_carries_the_display_mode() {
+        let sent = StartConfig {
+            display: Some(DisplayMode {
+                width: 800,
+                height: 600,
+            }),
+            ..StartConfig::default()
+        };
+
+        let received: StartConfig =
+            serde_json::from_slice(&serde_json::to_vec(&sent).unwrap()).unwrap();
+
+        assert_eq!(
+            received.display,
+            Some(DisplayMode {
+                width: 800,
+                height: 600
+            })
+        );
+    }
 }

@@ -16,7 +16,8 @@ use devices::control::{FromGpu, RendererMode, ToGpu};
 use devices::tube::{Tube, TubeError};
 use devices::vhost_user::{self, DeviceHandle};
 use devices::virtio_gpu::{
-    Backend, BackendConfig, BackendInfo, GpuConfig, RendererChoice, RendererKind, VirtioGpu,
+    Backend, BackendConfig, BackendInfo, DisplayMode, GpuConfig, RendererChoice, RendererKind,
+    VirtioGpu,
 };
 use nix::sys::stat::{fstat, SFlag};
 
@@ -28,13 +29,21 @@ pub struct Device {
 }
 
 impl Device {
-    /// Brings up the renderer `mode` asks for and the device around it, to be served on the
-    /// vhost-user socket at descriptor `vhost_user_fd`. Reads nothing from the socket.
+    /// Brings up the renderer `mode` asks for and the device around it, with one display of
+    /// mode `display` (`None`: the device's default), to be served on the vhost-user socket at
+    /// descriptor `vhost_user_fd`. Reads nothing from the socket.
     ///
     /// `Virgl` falls back to the 2D renderer when virglrenderer does not come up with its
     /// capsets; [`Device::description`] says so, with the reason.
-    pub fn init(mode: RendererMode, vhost_user_fd: i32) -> Result<Device> {
+    pub fn init(
+        mode: RendererMode,
+        vhost_user_fd: i32,
+        display: Option<DisplayMode>,
+    ) -> Result<Device> {
         let socket = socket_at(vhost_user_fd)?;
+        // Checked before the renderer comes up: a mode the device refuses costs no GL start.
+        let config = gpu_config(display);
+        config.validate().context("refusing the display mode")?;
         let renderer = match mode {
             RendererMode::None => bail!("a vhost-user socket was passed but no renderer asked for"),
             RendererMode::Virgl => RendererChoice::VirglOrTwoD,
@@ -46,7 +55,7 @@ impl Device {
         })
         .context("starting the renderer")?;
         let description = describe(backend.info());
-        let gpu = VirtioGpu::new(backend, GpuConfig::default()).context("building the device")?;
+        let gpu = VirtioGpu::new(backend, config).context("building the device")?;
         let served = vhost_user::Backend::new(gpu).context("building the vhost-user backend")?;
         Ok(Device {
             served,
@@ -71,6 +80,15 @@ impl Device {
         self.served
             .serve(self.socket)
             .context("serving the vhost-user frontend")
+    }
+}
+
+/// The device's configuration: its defaults, with one display of mode `display` when the
+/// supervisor asked for one.
+fn gpu_config(display: Option<DisplayMode>) -> GpuConfig {
+    GpuConfig {
+        displays: vec![display.unwrap_or_default()],
+        ..GpuConfig::default()
     }
 }
 
@@ -153,4 +171,50 @@ fn screenshot(
         .write_all(&image.pixels)
         .context("writing the pixels")?;
     Ok((image.width, image.height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use devices::virtio_gpu::ConfigError;
+
+    #[test]
+    fn no_display_mode_gives_the_device_default() {
+        let config = gpu_config(None);
+
+        assert_eq!(config.displays, vec![DisplayMode::default()]);
+    }
+
+    #[test]
+    fn display_mode_from_the_supervisor_is_the_one_display() {
+        let mode = DisplayMode {
+            width: 800,
+            height: 600,
+        };
+
+        let config = gpu_config(Some(mode));
+
+        assert_eq!(config.displays, vec![mode]);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn display_mode_beyond_the_edid_limit_is_refused() {
+        let config = gpu_config(Some(DisplayMode {
+            width: 4096,
+            height: 600,
+        }));
+
+        let result = config.validate();
+
+        assert_eq!(
+            result,
+            Err(ConfigError::DisplayMode {
+                index: 0,
+                width: 4096,
+                height: 600
+            })
+        );
+    }
 }

@@ -71,7 +71,7 @@ fn confine(tube: &Tube, start: &StartConfig) -> Result<(ReadyInfo, Option<Device
     let stderr = logger::KeepStderr::save();
     let (renderer, device) = match start.vhost_user_fd {
         Some(fd) => {
-            let device = Device::init(start.renderer, fd)?;
+            let device = Device::init(start.renderer, fd, start.display)?;
             (device.description().to_owned(), Some(device))
         }
         None => (

@@ -57,6 +57,48 @@ fn vnc_on_a_public_address_is_refused() {
 }
 
 #[test]
+fn vnc_on_loopback_is_refused_with_the_reason_and_the_alternative() {
+    let firmware = data("guest_bad_key.json");
+
+    let (code, stderr) = rayvmm_run(&[
+        "--firmware",
+        firmware.to_str().unwrap(),
+        "--vnc",
+        "127.0.0.1:0",
+    ]);
+
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--vnc 127.0.0.1:0 is not available"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("The console requires display DMABUF support"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kill -USR1"), "{stderr}");
+}
+
+#[test]
+fn display_beyond_the_edid_limit_is_refused_naming_it() {
+    let firmware = data("guest_bad_key.json");
+
+    let (code, stderr) = rayvmm_run(&[
+        "--firmware",
+        firmware.to_str().unwrap(),
+        "--display",
+        "4096x2160",
+    ]);
+
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("invalid display size \"4096x2160\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("each 16 to 4095"), "{stderr}");
+}
+
+#[test]
 fn missing_kernel_is_named() {
     let (code, stderr) = rayvmm_run(&["--kernel", "/nonexistent/vmlinuz"]);
 

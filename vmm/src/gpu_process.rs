@@ -11,6 +11,7 @@ use devices::control::{
     ToGpu,
 };
 use devices::tube::{Tube, TubeError};
+use devices::virtio_gpu::DisplayMode;
 use seccomp::DefaultAction;
 use thiserror::Error;
 
@@ -40,6 +41,8 @@ pub struct GpuSpawnConfig {
     pub action: DefaultAction,
     /// The renderer the GPU process brings up before its filter.
     pub renderer: RendererMode,
+    /// The mode the served device's display reports; `None` keeps the device's default.
+    pub display: Option<DisplayMode>,
     /// How long from spawn to Ready before the process is killed.
     pub ready_timeout: Duration,
     /// How long a request (e.g. a sandbox report) may take.
@@ -54,6 +57,7 @@ impl GpuSpawnConfig {
             policy: policy.to_path_buf(),
             action: DefaultAction::KillProcess,
             renderer: RendererMode::None,
+            display: None,
             ready_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(60),
         }
@@ -229,6 +233,7 @@ impl GpuProcess {
             report_blocked_syscalls: config.action == DefaultAction::Trap,
             landlock: config.landlock_rules(),
             renderer: config.renderer,
+            display: config.display,
             // A socket passed at VHOST_USER_FD is served as the virtio-gpu device.
             vhost_user_fd: fds
                 .iter()

@@ -3,7 +3,7 @@
 //! Both sources fill the same [`RunOptions`] (every field optional); flags override the file;
 //! [`RunOptions::resolve`] checks the result and produces a [`RunConfig`] with every value
 //! parsed and every default applied. JSON keys are the flag names without the leading `--`
-//! (`"memory": "2G"`, `"3d": true`, `"vnc": "127.0.0.1:0"`); an unknown key is an error that
+//! (`"memory": "2G"`, `"3d": true`, `"display": "800x600"`); an unknown key is an error that
 //! names it.
 
 use std::fmt;
@@ -28,8 +28,9 @@ pub const DEFAULT_DISPLAY: DisplaySize = DisplaySize {
 const MAX_MEMORY_MIB: u64 = 1 << 20;
 /// Most virtual CPUs accepted.
 const MAX_CPUS: u32 = 256;
-/// Largest display edge accepted, in pixels.
-const MAX_DISPLAY_EDGE: u32 = 16384;
+/// Largest display edge accepted, in pixels: the largest the GPU device's EDID can describe
+/// (the device refuses anything larger).
+const MAX_DISPLAY_EDGE: u32 = devices::virtio_gpu::edid::MAX_EDID_DIMENSION;
 
 /// Why a configuration was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -52,6 +53,14 @@ pub enum ConfigError {
         "refusing VNC on {0}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed"
     )]
     VncNotLoopback(String),
+    #[error(
+        "--vnc {0} is not available: QEMU's vhost-user-gpu (6.0 and later) marks its console as \
+         needing DMA-BUF display support, which QEMU's VNC server lacks, so QEMU refuses to \
+         start (\"The console requires display DMABUF support\"); the bridge that has it \
+         (-display egl-headless) needs a DRM render node. Watch the guest with screenshots \
+         instead: --screenshot PATH.png, and kill -USR1 <rayvmm pid> while it runs"
+    )]
+    VncUnavailable(String),
     #[error("nothing to boot: give --kernel (with optional --initrd and --append) or --firmware")]
     NoBootSource,
     #[error("--kernel and --firmware are alternatives: give one of them")]
@@ -279,7 +288,8 @@ pub struct RunArgs {
     /// numbered (PATH-1.png, PATH-2.png ...).
     #[arg(long, value_name = "PATH.png")]
     pub screenshot: Option<PathBuf>,
-    /// Serve the display over VNC on a loopback address, e.g. 127.0.0.1:0 (port 5900).
+    /// Refused: QEMU 10 cannot serve a vhost-user-gpu console over VNC (it needs a DMA-BUF
+    /// display); use --screenshot and SIGUSR1 to see the guest.
     #[arg(long, value_name = "HOST:DISPLAY")]
     pub vnc: Option<String>,
     /// QEMU binary (version 8 or later) [default: qemu-system-x86_64 from PATH].
@@ -357,7 +367,6 @@ pub struct RunConfig {
     pub three_d: bool,
     pub action: PolicyAction,
     pub screenshot: Option<PathBuf>,
-    pub vnc: Option<LoopbackVnc>,
     pub qemu: PathBuf,
     pub gpu_backend: GpuBackendKind,
     pub ray_gpu: Option<PathBuf>,
@@ -420,7 +429,15 @@ impl RunOptions {
             Some(a) => a.parse()?,
             None => PolicyAction::default(),
         };
-        let vnc = self.vnc.as_deref().map(str::parse).transpose()?;
+        // The address is checked first (a public one is refused as such), then VNC itself:
+        // no QEMU display serves a vhost-user-gpu console over VNC without a render node.
+        if let Some(vnc) = self.vnc.as_deref() {
+            let vnc: LoopbackVnc = vnc.parse()?;
+            return Err(ConfigError::VncUnavailable(format!(
+                "{}:{}",
+                vnc.host, vnc.display
+            )));
+        }
         let gpu_backend = match &self.gpu_backend {
             Some(g) => g.parse()?,
             None => GpuBackendKind::default(),
@@ -434,7 +451,6 @@ impl RunOptions {
             three_d: self.three_d.unwrap_or(true),
             action,
             screenshot: self.screenshot,
-            vnc,
             qemu: self
                 .qemu
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
@@ -568,6 +584,48 @@ mod tests {
     }
 
     #[test]
+    fn vnc_on_a_loopback_address_is_refused_with_the_reason_and_the_alternative() {
+        let options = RunOptions {
+            vnc: Some("127.0.0.1:3".into()),
+            ..firmware_options()
+        };
+
+        let err = options.resolve().unwrap_err();
+
+        assert_eq!(err, ConfigError::VncUnavailable("127.0.0.1:3".into()));
+        assert!(err.to_string().contains("DMABUF"), "{err}");
+        assert!(err.to_string().contains("kill -USR1"), "{err}");
+    }
+
+    #[test]
+    fn vnc_on_a_public_address_is_refused_as_public_first() {
+        let options = RunOptions {
+            vnc: Some("0.0.0.0:0".into()),
+            ..firmware_options()
+        };
+
+        assert_eq!(
+            options.resolve(),
+            Err(ConfigError::VncNotLoopback("0.0.0.0".into()))
+        );
+    }
+
+    #[test]
+    fn display_edge_beyond_the_edid_limit_is_refused() {
+        let err = "4096x600".parse::<DisplaySize>().unwrap_err();
+
+        assert_eq!(err, ConfigError::Display("4096x600".into()));
+        assert!(err.to_string().contains("16 to 4095"), "{err}");
+    }
+
+    #[test]
+    fn display_edge_at_the_edid_limit_is_accepted() {
+        let size: DisplaySize = "4095x4095".parse().unwrap();
+
+        assert_eq!((size.width, size.height), (4095, 4095));
+    }
+
+    #[test]
     fn json_unknown_key_is_named_in_the_error() {
         let err = RunOptions::from_json(r#"{"memory": "1G", "memroy": "2G"}"#).unwrap_err();
 
@@ -577,7 +635,7 @@ mod tests {
     #[test]
     fn json_keys_match_flag_names() {
         let json = r#"{"memory":"1G","cpus":1,"display":"800x600","3d":false,"action":"trap",
-                       "vnc":"127.0.0.1:1","gpu-backend":"reference","firmware":"/proc/self/exe"}"#;
+                       "gpu-backend":"reference","firmware":"/proc/self/exe"}"#;
 
         let config = RunOptions::from_json(json).unwrap().resolve().unwrap();
 
@@ -588,7 +646,6 @@ mod tests {
                 config.display.to_string(),
                 config.three_d,
                 config.action,
-                config.vnc.map(|v| v.display),
                 config.gpu_backend
             ),
             (
@@ -597,7 +654,6 @@ mod tests {
                 "800x600".to_string(),
                 false,
                 PolicyAction::Trap,
-                Some(1),
                 GpuBackendKind::Reference
             )
         );

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use devices::control::RendererMode;
-use vmm::gpu_process::{GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
+use devices::virtio_gpu::DisplayMode;
+use vmm::gpu_process::{GpuError, GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
 use vmm::jail::{ChildStderr, ExitStatus, PassFd};
 
 use support::session::Session;
@@ -69,9 +70,20 @@ pub struct JailedGpu {
 /// Spawns ray-gpu with `renderer`, negotiates `wanted` device features and sets up the
 /// queues and the display (one 1024x768 mode).
 pub fn spawn(renderer: RendererMode, wanted: u64) -> JailedGpu {
+    spawn_with_display(renderer, wanted, None).expect("the jailed GPU process becomes ready")
+}
+
+/// As [`spawn`], with the device's display mode set in its StartConfig (`None`: the
+/// device's default); the spawn error when the process refuses to start.
+pub fn spawn_with_display(
+    renderer: RendererMode,
+    wanted: u64,
+    display: Option<DisplayMode>,
+) -> Result<JailedGpu, GpuError> {
     let nodes = render_nodes();
     let mut config = GpuSpawnConfig::new(&ray_gpu(), &policy_for(&nodes), &nodes);
     config.renderer = renderer;
+    config.display = display;
     config.jail.stderr = ChildStderr::Inherit;
     let (ours, theirs) = UnixStream::pair().expect("vhost-user socketpair");
     let process = GpuProcess::spawn_with_fds(
@@ -80,11 +92,10 @@ pub fn spawn(renderer: RendererMode, wanted: u64) -> JailedGpu {
             source: theirs.as_fd(),
             target: VHOST_USER_FD,
         }],
-    )
-    .expect("the jailed GPU process becomes ready");
+    )?;
     drop(theirs);
     let session = Session::connect(ours, wanted, 256 << 20, vec![(1024, 768)]);
-    JailedGpu { process, session }
+    Ok(JailedGpu { process, session })
 }
 
 impl JailedGpu {

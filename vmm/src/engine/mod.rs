@@ -19,7 +19,7 @@ pub use accel::{Accelerator, AcceleratorChoice};
 
 pub use crate::vm::child::ExitDescription;
 use crate::vm::frame::Frame;
-use crate::vm_config::{BootSource, DisplaySize, LoopbackVnc};
+use crate::vm_config::{BootSource, DisplaySize};
 
 /// Why an engine failed.
 #[derive(Debug, Error)]
@@ -67,8 +67,6 @@ pub struct MachineSpec<'a> {
     pub gpu_socket: BorrowedFd<'a>,
     /// Display size the device offers the guest.
     pub display: DisplaySize,
-    /// Serve the display over VNC here (loopback only); headless otherwise.
-    pub vnc: Option<&'a LoopbackVnc>,
 }
 
 /// Something that happened to a running machine, reported asynchronously.

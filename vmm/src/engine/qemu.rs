@@ -187,10 +187,10 @@ pub fn arguments(spec: &MachineSpec<'_>) -> Vec<OsString> {
     push(&["-mon", "chardev=qmp,mode=control"]);
     push(&["-chardev", "stdio,id=console,signal=off"]);
     push(&["-serial", "chardev:console"]);
+    // Always headless: QEMU refuses -vnc with vhost-user-gpu (its console needs a DMA-BUF
+    // display; see vm_config::ConfigError::VncUnavailable). Screenshots come from the GPU
+    // process or QMP `screendump`.
     push(&["-display", "none"]);
-    if let Some(vnc) = spec.vnc {
-        push(&["-vnc", &format!("{}:{}", vnc.host, vnc.display)]);
-    }
     match spec.boot {
         BootSource::Kernel {
             kernel,
@@ -290,10 +290,10 @@ impl Drop for QemuMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm_config::{DisplaySize, LoopbackVnc};
+    use crate::vm_config::DisplaySize;
     use std::os::fd::AsFd;
 
-    fn args_for(boot: &BootSource, vnc: Option<&LoopbackVnc>) -> Vec<String> {
+    fn args_for(boot: &BootSource) -> Vec<String> {
         let devnull = std::fs::File::open("/dev/null").unwrap();
         let spec = MachineSpec {
             memory: devnull.as_fd(),
@@ -306,7 +306,6 @@ mod tests {
                 width: 800,
                 height: 600,
             },
-            vnc,
         };
         arguments(&spec)
             .into_iter()
@@ -338,7 +337,7 @@ mod tests {
 
     #[test]
     fn guest_ram_is_the_inherited_memfd_shared() {
-        let args = args_for(&kernel_boot(), None);
+        let args = args_for(&kernel_boot());
 
         assert_eq!(
             window(&args, "-object"),
@@ -348,7 +347,7 @@ mod tests {
 
     #[test]
     fn sockets_are_inherited_descriptors_not_paths() {
-        let args = args_for(&kernel_boot(), None);
+        let args = args_for(&kernel_boot());
 
         assert_eq!(
             window(&args, "-chardev"),
@@ -362,7 +361,7 @@ mod tests {
 
     #[test]
     fn tcg_uses_a_cpu_model_guest_llvmpipe_accepts() {
-        let args = args_for(&kernel_boot(), None);
+        let args = args_for(&kernel_boot());
 
         assert_eq!(
             (window(&args, "-accel"), window(&args, "-cpu")),
@@ -371,14 +370,22 @@ mod tests {
     }
 
     #[test]
-    fn headless_unless_vnc_is_asked_for() {
-        let vnc = LoopbackVnc::default();
-
-        let args = args_for(&kernel_boot(), Some(&vnc));
+    fn always_headless_without_vnc() {
+        let args = args_for(&kernel_boot());
 
         assert_eq!(
             (window(&args, "-display"), window(&args, "-vnc")),
-            (vec!["none".to_string()], vec!["127.0.0.1:0".to_string()])
+            (vec!["none".to_string()], Vec::<String>::new())
+        );
+    }
+
+    #[test]
+    fn display_size_goes_to_the_device() {
+        let args = args_for(&kernel_boot());
+
+        assert_eq!(
+            window(&args, "-global"),
+            vec!["vhost-user-gpu.xres=800", "vhost-user-gpu.yres=600"]
         );
     }
 
@@ -389,7 +396,7 @@ mod tests {
             disk: Some("/disk.img".into()),
         };
 
-        let args = args_for(&boot, None);
+        let args = args_for(&boot);
 
         assert_eq!(
             (window(&args, "-bios"), window(&args, "-drive")),

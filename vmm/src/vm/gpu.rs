@@ -108,6 +108,8 @@ pub struct JailedGpuOptions<'a> {
     pub policy: &'a Path,
     pub action: seccomp::DefaultAction,
     pub three_d: bool,
+    /// The mode the device's display reports to the guest.
+    pub display: devices::virtio_gpu::DisplayMode,
 }
 
 impl JailedGpu {
@@ -130,6 +132,7 @@ impl JailedGpu {
             true => RendererMode::Virgl,
             false => RendererMode::TwoD,
         };
+        config.display = Some(options.display);
         config.ready_timeout = std::time::Duration::from_secs(60);
         config.jail.stderr = ChildStderr::Inherit;
         // ray-gpu logs on that stderr at the level RAYOS_GPU_LOG names (warn by default).

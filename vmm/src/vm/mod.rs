@@ -36,6 +36,7 @@ use thiserror::Error;
 use crate::engine::qemu::QemuEngine;
 use crate::engine::{accel, EngineError, EngineEvent, Machine, MachineSpec};
 use crate::vm_config::{GpuBackendKind, PolicyAction, RunConfig};
+use devices::virtio_gpu::DisplayMode;
 use frame::Frame;
 use gpu::{GpuEvent, GpuServer, GpuSink, JailedGpu, JailedGpuOptions, ReferenceGpu};
 use memory::GuestRam;
@@ -146,7 +147,6 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         boot: &config.boot,
         gpu_socket: engine_end.as_fd(),
         display: config.display,
-        vnc: config.vnc.as_ref(),
     };
     let mut supervisor = Supervisor {
         rx,
@@ -171,14 +171,6 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
     };
     drop(engine_end);
     say(&format!("VM running: QEMU pid {}", machine.pid()));
-    if let Some(vnc) = &config.vnc {
-        say(&format!(
-            "VNC on {}:{} (TCP port {})",
-            vnc.host,
-            vnc.display,
-            5900 + u32::from(vnc.display)
-        ));
-    }
     supervisor.machine = Some(Box::new(machine));
     supervisor.engine_alive = true;
     Ok(supervisor.run())
@@ -220,6 +212,10 @@ fn spawn_gpu(
                     PolicyAction::Trap => seccomp::DefaultAction::Trap,
                 },
                 three_d: config.three_d,
+                display: DisplayMode {
+                    width: config.display.width,
+                    height: config.display.height,
+                },
             };
             let gpu = JailedGpu::spawn(&options, socket, sink).map_err(VmError::Gpu)?;
             Ok(Box::new(gpu))
