@@ -15,7 +15,7 @@ fn example_file_passes_under_the_hardware_policy() {
 
     let failed: Vec<_> = results.iter().filter(|r| !r.pass).collect();
     assert!(output.status.success() && failed.is_empty(), "{failed:?}");
-    assert_eq!(results.len(), 9);
+    assert_eq!(results.len(), 11);
 }
 
 #[test]
