@@ -6,7 +6,7 @@
 mod support;
 
 use std::os::unix::net::UnixStream;
-use std::thread;
+use std::thread::{self, JoinHandle};
 
 use devices::virtio_gpu::{Backend, BackendConfig, GpuConfig, RendererChoice, VirtioGpu};
 
@@ -14,32 +14,39 @@ use support::gpu_cmd::*;
 use support::session::Session;
 use support::viogpu3d::{self, CLEAR_BGRX, SIZE, TRIANGLE_BGRX};
 
-fn start_virgl_session() -> Session {
+/// A frontend session with the device served on its own thread. The thread must be joined
+/// before the test returns: the renderer is torn down there, and a teardown still running
+/// while the process exits trips libGLdispatch's thread accounting (an abort seen in CI).
+fn start_virgl_session() -> (Session, JoinHandle<()>) {
     let (ours, theirs) = UnixStream::pair().unwrap();
-    thread::spawn(move || {
+    let server = thread::spawn(move || {
         let backend = Backend::init(&BackendConfig {
             renderer: RendererChoice::Virgl,
             surfaceless: None,
         })
         .expect("virglrenderer");
         let gpu = VirtioGpu::new(backend, GpuConfig::default()).expect("device");
-        devices::vhost_user::serve(theirs, gpu)
+        devices::vhost_user::serve(theirs, gpu).expect("serving ends cleanly");
     });
-    Session::connect(
+    let session = Session::connect(
         ours,
         VIRTIO_GPU_F_VIRGL | VIRTIO_GPU_F_EDID,
         64 << 20,
         vec![(1024, 768)],
-    )
+    );
+    (session, server)
 }
 
 #[test]
 fn viogpu3d_frame_clears_and_draws_a_triangle() {
-    let mut session = start_virgl_session();
+    let (mut session, server) = start_virgl_session();
 
     let frame = viogpu3d::replay(&mut session, 7);
+    let offered = session.offered;
+    drop(session);
+    server.join().unwrap();
 
-    assert_ne!(session.offered & VIRTIO_GPU_F_VIRGL, 0, "VIRGL offered");
+    assert_ne!(offered & VIRTIO_GPU_F_VIRGL, 0, "VIRGL offered");
     assert!(frame
         .capset_infos
         .iter()
