@@ -204,8 +204,23 @@ mod tests {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
     }
 
-    /// Each open descriptor of `pid` with what it points at, in order.
+    /// Waits until `pid` is blocked in clock_nanosleep (x86_64 number 230), that is, until
+    /// `sleep` is past its dynamic loader, whose short-lived descriptors would race the listing.
+    fn wait_until_sleeping(pid: u32) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap();
+            if syscall.starts_with("230 ") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("child {pid} never reached clock_nanosleep");
+    }
+
+    /// Each open descriptor of `pid` with what it points at, in order, once it sleeps.
     fn descriptors_of(pid: u32) -> Vec<(RawFd, String)> {
+        wait_until_sleeping(pid);
         let mut fds: Vec<(RawFd, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .map(|entry| {
@@ -232,8 +247,7 @@ mod tests {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
 
-        // spawn returns once the child has exec'd, so its table is final: read it from here,
-        // where no shell of the test's own adds descriptors to what is listed.
+        // Read the table from here, where no shell of the test's own adds descriptors to it.
         let child =
             SupervisedChild::spawn(cmd, &[b.as_raw_fd(), a.as_raw_fd()], Box::new(|_| {})).unwrap();
         let fds = descriptors_of(child.pid());
