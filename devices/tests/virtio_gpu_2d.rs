@@ -78,14 +78,18 @@ impl Fixture {
                 padding: 0,
             },
         ];
+        assert_eq!(self.attach_entries(id, &entries), RESP_OK_NODATA);
+        addr
+    }
+
+    /// RESOURCE_ATTACH_BACKING of `entries` to resource `id`; returns the response type.
+    fn attach_entries(&mut self, id: u32, entries: &[MemEntry]) -> u32 {
         let tail: Vec<u8> = entries.iter().flat_map(|e| e.as_slice().to_vec()).collect();
         let body = ResourceAttachBacking {
             resource_id: id,
-            nr_entries: 2,
+            nr_entries: entries.len() as u32,
         };
-        let resp = self.control(&request(header(CMD_RESOURCE_ATTACH_BACKING), body, &tail));
-        assert_eq!(resp, RESP_OK_NODATA);
-        addr
+        self.control(&request(header(CMD_RESOURCE_ATTACH_BACKING), body, &tail))
     }
 
     fn transfer(&mut self, id: u32, r: Rect, offset: u64) -> u32 {
@@ -306,16 +310,8 @@ fn attach_backing_rejects_entry_outside_guest_memory() {
         length: 4096,
         padding: 0,
     };
-    let body = ResourceAttachBacking {
-        resource_id: 1,
-        nr_entries: 1,
-    };
 
-    let resp = f.control(&request(
-        header(CMD_RESOURCE_ATTACH_BACKING),
-        body,
-        entry.as_slice(),
-    ));
+    let resp = f.attach_entries(1, &[entry]);
 
     assert_eq!(resp, RESP_ERR_INVALID_PARAMETER);
 }
@@ -345,16 +341,8 @@ fn attach_backing_twice_is_rejected() {
         length: 16,
         padding: 0,
     };
-    let body = ResourceAttachBacking {
-        resource_id: 1,
-        nr_entries: 1,
-    };
 
-    let resp = f.control(&request(
-        header(CMD_RESOURCE_ATTACH_BACKING),
-        body,
-        entry.as_slice(),
-    ));
+    let resp = f.attach_entries(1, &[entry]);
 
     assert_eq!(resp, RESP_ERR_INVALID_PARAMETER);
 }
