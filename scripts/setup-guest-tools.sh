@@ -5,9 +5,16 @@
 #   - OVMF (UEFI firmware), debootstrap, zstd, cpio, kmod (guest image build);
 #   - Xvfb + xauth + Mesa's DRI drivers (the GL display for in-process virgl runs), xwd and
 #     xwininfo (grabbing that display, where QMP screendump has no surface);
-#   - python3 (the small QMP client and helpers in guest/).
-# When everything is already installed at the right versions, apt is not touched at all.
+#   - python3 (the small QMP client and helpers in guest/);
+#   - real VNC clients for the tests of rayvmm's VNC server (integration/tests/guest_vnc.rs):
+#     Debian's vncsnapshot (C, RFB 3.3, saves a JPEG), and vncdotool (Python, from PyPI, pinned)
+#     in a virtualenv at .cache/vnc-clients/venv (Debian's python3 and python3-venv).
+# When everything is already installed at the right versions, apt and pip are not touched.
 set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+VNC_VENV=$repo/.cache/vnc-clients/venv
+VNCDOTOOL_VERSION=1.4.2
 
 BACKPORTS_SOURCE=/etc/apt/sources.list.d/bookworm-backports.sources
 MIN_QEMU_VERSION='1:10.0'
@@ -18,7 +25,8 @@ bpo_packages=(qemu-system-x86 qemu-system-gui qemu-system-modules-opengl qemu-ut
 packages=(
   ovmf debootstrap zstd cpio kmod
   xvfb xauth x11-apps x11-utils libgl1-mesa-dri libegl-mesa0
-  python3 ca-certificates
+  python3 python3-venv ca-certificates
+  vncsnapshot
 )
 
 log() { echo "setup-guest-tools: $*"; }
@@ -40,9 +48,31 @@ for p in "${bpo_packages[@]}"; do
   fi
 done
 
+# vncdotool, pinned, in its own virtualenv (Debian has no package of it). Made with Debian's
+# python3 (/usr/bin/python3, whose venv module python3-venv provides), not whatever python3
+# comes first on PATH. Skipped when the venv already has vncdo at that version.
+install_vnc_clients() {
+  local have=""
+  if [ -x "$VNC_VENV/bin/vncdo" ]; then
+    have=$("$VNC_VENV/bin/python" -c \
+      'import importlib.metadata as m; print(m.version("vncdotool"))' 2>/dev/null || true)
+  fi
+  if [ "$have" = "$VNCDOTOOL_VERSION" ]; then
+    log "vncdotool $have present ($VNC_VENV)"
+    return
+  fi
+  log "installing vncdotool==$VNCDOTOOL_VERSION into $VNC_VENV${have:+ (had $have)}"
+  rm -rf "$VNC_VENV"
+  mkdir -p "$(dirname "$VNC_VENV")"
+  /usr/bin/python3 -m venv "$VNC_VENV"
+  "$VNC_VENV/bin/python" -m pip install -q "vncdotool==$VNCDOTOOL_VERSION"
+  log "vncdotool $VNCDOTOOL_VERSION installed: $VNC_VENV/bin/vncdo"
+}
+
 if [ ${#missing[@]} -eq 0 ] && [ ${#missing_bpo[@]} -eq 0 ]; then
   log "all $(( ${#packages[@]} + ${#bpo_packages[@]} )) packages present" \
       "(qemu-system-x86 $(installed_version qemu-system-x86))"
+  install_vnc_clients
   exit 0
 fi
 
@@ -97,4 +127,5 @@ if ! dpkg --compare-versions "$v" ge "$MIN_QEMU_VERSION"; then
   log "error: qemu-system-x86 is $v, need >= $MIN_QEMU_VERSION" >&2
   exit 1
 fi
+install_vnc_clients
 log "done (qemu-system-x86 $v)"

@@ -212,6 +212,21 @@ impl Rayvmm {
         self.wait_for(|| serial.lock().unwrap().contains(needle), timeout)
     }
 
+    /// Waits until rayvmm's own messages contain `prefix` followed by a whole word, and returns
+    /// that word: the text after the first `prefix` up to the next whitespace (a word still
+    /// being written, with nothing after it yet, is waited for). `None` at the deadline or exit.
+    pub fn wait_for_log_word_after(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
+        let log = self.log.clone();
+        let word = move || {
+            let text = log.lock().unwrap();
+            let rest = &text[text.find(prefix)? + prefix.len()..];
+            let end = rest.find(char::is_whitespace)?;
+            Some(rest[..end].to_string())
+        };
+        self.wait_for(|| word().is_some(), timeout);
+        word()
+    }
+
     /// Waits until rayvmm's own messages contain `needle` `count` times.
     pub fn wait_for_log_count(&mut self, needle: &str, count: usize, timeout: Duration) -> bool {
         let log = self.log.clone();
@@ -293,6 +308,101 @@ impl Drop for Rayvmm {
     }
 }
 
+/// How a helper program run by [`run_tool`] ended.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// Its exit code (`None`: killed at the deadline, or by a signal).
+    pub code: Option<i32>,
+    /// Its stdout, then its stderr.
+    pub output: String,
+}
+
+/// Runs `command` (stdin closed, output collected and echoed with `tool| `), killing it after
+/// `timeout`.
+pub fn run_tool(command: &mut Command, timeout: Duration) -> ToolRun {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let (stdout, r1) = collect(child.stdout.take().unwrap(), "tool| ");
+    let (stderr, r2) = collect(child.stderr.take().unwrap(), "tool| ");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tool") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("{command:?} still running after {timeout:?}: killing it");
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = r1.join();
+    let _ = r2.join();
+    let output = format!("{}{}", stdout.lock().unwrap(), stderr.lock().unwrap());
+    ToolRun {
+        code: status.and_then(|s| s.code()),
+        output,
+    }
+}
+
+/// What installs the VNC clients, for messages.
+const VNC_CLIENTS_HINT: &str = "bash scripts/setup-guest-tools.sh";
+
+/// The virtualenv scripts/setup-guest-tools.sh installs vncdotool (and with it Pillow) into.
+fn vnc_clients_venv() -> PathBuf {
+    repo_root().join(".cache/vnc-clients/venv")
+}
+
+/// vncdotool's `vncdo` (a Python RFB client, pinned by scripts/setup-guest-tools.sh).
+pub fn vncdo_binary() -> PathBuf {
+    require(vnc_clients_venv().join("bin/vncdo"), VNC_CLIENTS_HINT)
+}
+
+/// Debian's `vncsnapshot` (a C RFB client from TightVNC 1.2, speaking RFB 3.3; saves a JPEG).
+pub fn vncsnapshot_binary() -> PathBuf {
+    require(PathBuf::from("/usr/bin/vncsnapshot"), VNC_CLIENTS_HINT)
+}
+
+/// Opens `path` (any format Pillow reads: JPEG, PNG ...) with the VNC clients' Python and
+/// returns its size and the RGB colour at each `(x, y)` of `points`.
+pub fn pillow_samples(path: &Path, points: &[(u32, u32)]) -> ((u32, u32), Vec<[u8; 3]>) {
+    const SCRIPT: &str = "import sys\n\
+        from PIL import Image\n\
+        im = Image.open(sys.argv[1]).convert('RGB')\n\
+        print(*im.size)\n\
+        for p in sys.argv[2:]:\n    print(*im.getpixel(tuple(map(int, p.split(',')))))\n";
+    let python = require(vnc_clients_venv().join("bin/python"), VNC_CLIENTS_HINT);
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(path)
+        .args(points.iter().map(|(x, y)| format!("{x},{y}")))
+        .output()
+        .expect("run Python with Pillow");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reading {} with Pillow failed: {text}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = text.lines().map(|line| {
+        line.split_whitespace()
+            .map(|n| n.parse::<u32>().expect("a number from Pillow"))
+            .collect::<Vec<_>>()
+    });
+    let size = rows.next().expect("the image size from Pillow");
+    let colours = rows
+        .map(|c| [c[0], c[1], c[2]].map(|v| u8::try_from(v).expect("an 8-bit channel")))
+        .collect();
+    ((size[0], size[1]), colours)
+}
+
 /// What the tests check in a PNG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Picture {
@@ -302,25 +412,53 @@ pub struct Picture {
     pub colours: usize,
 }
 
-/// Reads a PNG (RGB or RGBA, 8 bits) and counts its colours.
-pub fn picture(path: &Path) -> Picture {
+/// A decoded image, as 8-bit RGB (alpha dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    /// Row-major, `width * height` pixels.
+    pub pixels: Vec<[u8; 3]>,
+}
+
+impl RgbImage {
+    /// The pixel at column `x`, row `y`.
+    pub fn at(&self, x: u32, y: u32) -> [u8; 3] {
+        self.pixels[(y * self.width + x) as usize]
+    }
+}
+
+/// Reads a PNG of any colour type and bit depth as 8-bit RGB.
+pub fn rgb_image(path: &Path) -> RgbImage {
     let file = std::fs::File::open(path)
-        .unwrap_or_else(|e| panic!("screenshot {} missing: {e}", path.display()));
-    let mut reader = png::Decoder::new(BufReader::new(file))
-        .read_info()
-        .expect("PNG header");
+        .unwrap_or_else(|e| panic!("image {} missing: {e}", path.display()));
+    let mut decoder = png::Decoder::new(BufReader::new(file));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().expect("PNG header");
     let mut buf = vec![0; reader.output_buffer_size().expect("PNG size")];
     let info = reader.next_frame(&mut buf).expect("PNG data");
     let channels = info.color_type.samples();
-    let mut colours: Vec<&[u8]> = buf[..info.buffer_size()]
+    let grey = channels < 3;
+    let pixels = buf[..info.buffer_size()]
         .chunks_exact(channels)
-        .map(|p| &p[..3.min(channels)])
+        .map(|p| if grey { [p[0]; 3] } else { [p[0], p[1], p[2]] })
         .collect();
+    RgbImage {
+        width: info.width,
+        height: info.height,
+        pixels,
+    }
+}
+
+/// Reads a PNG and counts its colours.
+pub fn picture(path: &Path) -> Picture {
+    let image = rgb_image(path);
+    let mut colours = image.pixels;
     colours.sort_unstable();
     colours.dedup();
     Picture {
-        width: info.width,
-        height: info.height,
+        width: image.width,
+        height: image.height,
         colours: colours.len(),
     }
 }
