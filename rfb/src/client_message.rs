@@ -217,13 +217,21 @@ mod tests {
 
     #[test]
     fn clipboard_text_is_read_past_and_the_next_message_follows() {
-        let mut stream = io::Cursor::new(vec![6, 0, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c', 4, 0, 0, 0, 0, 0, 0, 1]);
+        let mut stream = io::Cursor::new(vec![
+            6, 0, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c', 4, 0, 0, 0, 0, 0, 0, 1,
+        ]);
 
         let cut = read_client_message(&mut stream).unwrap();
         let key = read_client_message(&mut stream).unwrap();
 
         assert_eq!(cut, ClientMessage::CutText(3));
-        assert_eq!(key, ClientMessage::Key { down: false, keysym: 1 });
+        assert_eq!(
+            key,
+            ClientMessage::Key {
+                down: false,
+                keysym: 1
+            }
+        );
     }
 
     #[test]

@@ -264,7 +264,9 @@ mod tests {
         let err = serve_handshake(&mut script, Admission::Accept, &INIT).unwrap_err();
 
         assert!(matches!(err, HandshakeError::BadSecurityType(2)));
-        assert!(script.output.starts_with(b"RFB 003.008\n\x01\x01\0\0\0\x01"));
+        assert!(script
+            .output
+            .starts_with(b"RFB 003.008\n\x01\x01\0\0\0\x01"));
     }
 
     #[test]

@@ -81,7 +81,8 @@ impl Image {
         let copy_w = self.width.min(out.width);
         for y in 0..self.height.min(out.height) {
             let start = usize::from(y) * usize::from(out.width) * 3;
-            out.rgb[start..start + usize::from(copy_w) * 3].copy_from_slice(self.span(0, y, copy_w));
+            out.rgb[start..start + usize::from(copy_w) * 3]
+                .copy_from_slice(self.span(0, y, copy_w));
         }
         out
     }

@@ -293,15 +293,17 @@ mod tests {
 
         assert!(matches!(
             PixelFormat::decode(&bytes),
-            Err(PixelFormatError::Channel { channel: "blue", .. })
+            Err(PixelFormatError::Channel {
+                channel: "blue",
+                ..
+            })
         ));
     }
 
     /// A channel of 1 to `bits` bits at any shift that keeps it inside the pixel.
     fn channel(bits: u8) -> impl Strategy<Value = (u16, u8)> {
-        (1..=bits.min(16)).prop_flat_map(move |width| {
-            (Just(((1u32 << width) - 1) as u16), 0..=bits - width)
-        })
+        (1..=bits.min(16))
+            .prop_flat_map(move |width| (Just(((1u32 << width) - 1) as u16), 0..=bits - width))
     }
 
     fn valid_format() -> impl Strategy<Value = PixelFormat> {

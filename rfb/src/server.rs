@@ -55,7 +55,10 @@ pub enum ViewerEvent {
         version: Version,
     },
     /// It never got past the handshake.
-    Rejected { peer: SocketAddr, reason: String },
+    Rejected {
+        peer: SocketAddr,
+        reason: String,
+    },
     Disconnected {
         peer: SocketAddr,
         reason: String,
@@ -166,7 +169,10 @@ fn run_viewer(mut stream: TcpStream, shared: Arc<Shared>) {
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let admission = {
         let mut viewers = lock(&shared.viewers);
-        match (viewers.len() < shared.options.max_viewers, stream.try_clone()) {
+        match (
+            viewers.len() < shared.options.max_viewers,
+            stream.try_clone(),
+        ) {
             (true, Ok(handle)) => {
                 viewers.insert(id, handle);
                 None
@@ -286,7 +292,11 @@ fn read_messages(mut stream: TcpStream, session: &Session) {
                 state.request = Some((incremental, region));
                 session.wake.notify_all();
             }
-            Ok(ClientMessage::Key { .. } | ClientMessage::Pointer { .. } | ClientMessage::CutText(_)) => {
+            Ok(
+                ClientMessage::Key { .. }
+                | ClientMessage::Pointer { .. }
+                | ClientMessage::CutText(_),
+            ) => {
                 state.ignored_input += 1;
             }
             Err(e) => {
@@ -381,7 +391,9 @@ impl UpdateSender<'_> {
         };
         let rects = match (&self.shown, pending.incremental) {
             (Some(shown), true) => changed_regions(shown, &frame, pending.region),
-            _ => clip(pending.region, self.size.0, self.size.1).into_iter().collect(),
+            _ => clip(pending.region, self.size.0, self.size.1)
+                .into_iter()
+                .collect(),
         };
         if rects.is_empty() && pending.incremental {
             // Nothing new to show: the request stays until something changes.

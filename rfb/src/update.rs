@@ -49,10 +49,13 @@ pub(crate) fn changed_regions(old: &Image, new: &Image, region: Region) -> Vec<R
         while x < x_end {
             let tile_w = (u32::from(TILE) - x % u32::from(TILE)).min(x_end - x) as u16;
             let (tx, ty) = (x as u16, y as u16);
-            let differs = (ty..ty + tile_h).any(|row| old.span(tx, row, tile_w) != new.span(tx, row, tile_w));
+            let differs =
+                (ty..ty + tile_h).any(|row| old.span(tx, row, tile_w) != new.span(tx, row, tile_w));
             if differs {
                 match runs.last_mut() {
-                    Some(run) if u32::from(run.x) + u32::from(run.width) == x => run.width += tile_w,
+                    Some(run) if u32::from(run.x) + u32::from(run.width) == x => {
+                        run.width += tile_w
+                    }
                     _ => runs.push(Region {
                         x: tx,
                         y: ty,
@@ -94,7 +97,10 @@ pub(crate) fn write_update<W: Write>(
     format: &PixelFormat,
 ) -> io::Result<()> {
     let count = u16::try_from(rects.len()).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "more than 65535 rectangles in one update")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "more than 65535 rectangles in one update",
+        )
     })?;
     write_header(out, count)?;
     let mut row = Vec::new();

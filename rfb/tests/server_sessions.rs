@@ -1,0 +1,381 @@
+//! The server over real loopback TCP, driven by a minimal viewer written here: what each kind
+//! of viewer is sent, and how misbehaving viewers are dropped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rfb::{FrameStore, Image, PixelFormat, Server, ServerOptions, Version, ViewerEvent};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server on an ephemeral loopback port, its store, and its viewer events.
+struct Fixture {
+    server: Server,
+    store: Arc<FrameStore>,
+    events: Receiver<ViewerEvent>,
+}
+
+fn start(initial: Image, options: ServerOptions) -> Fixture {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let store = FrameStore::new(initial);
+    let (tx, events) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = Server::start(
+        listener,
+        Arc::clone(&store),
+        options,
+        Arc::new(move |e| {
+            let _ = tx.lock().unwrap().send(e);
+        }),
+    )
+    .unwrap();
+    Fixture {
+        server,
+        store,
+        events,
+    }
+}
+
+/// An image whose every pixel is `rgb`.
+fn filled(width: u32, height: u32, rgb: [u8; 3]) -> Image {
+    Image::new(width, height, rgb.repeat((width * height) as usize)).unwrap()
+}
+
+/// A rectangle of a FramebufferUpdate.
+#[derive(Debug, PartialEq, Eq)]
+struct Rect {
+    x: u16,
+    y: u16,
+    width: u16,
+    height: u16,
+    encoding: i32,
+    pixels: Vec<u8>,
+}
+
+/// The viewer side of the protocol, just enough to check what the server sends.
+struct Viewer {
+    stream: TcpStream,
+    width: u16,
+    height: u16,
+    bytes_per_pixel: usize,
+}
+
+impl Viewer {
+    fn connect(address: SocketAddr, version: &[u8; 12]) -> Viewer {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut greeting = [0u8; 12];
+        stream.read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting, b"RFB 003.008\n");
+        stream.write_all(version).unwrap();
+        let mut security = [0u8; 2];
+        stream.read_exact(&mut security).unwrap();
+        assert_eq!(security, [1, 1]);
+        stream.write_all(&[1]).unwrap();
+        let result_len = if version == b"RFB 003.008\n" { 4 } else { 0 };
+        let mut result = vec![0u8; result_len];
+        stream.read_exact(&mut result).unwrap();
+        assert!(result.iter().all(|&b| b == 0));
+        stream.write_all(&[1]).unwrap();
+        let mut init = [0u8; 24];
+        stream.read_exact(&mut init).unwrap();
+        let name_len = u32::from_be_bytes(init[20..24].try_into().unwrap()) as usize;
+        let mut name = vec![0u8; name_len];
+        stream.read_exact(&mut name).unwrap();
+        Viewer {
+            stream,
+            width: u16::from_be_bytes([init[0], init[1]]),
+            height: u16::from_be_bytes([init[2], init[3]]),
+            bytes_per_pixel: usize::from(init[4] / 8),
+        }
+    }
+
+    fn set_encodings(&mut self, encodings: &[i32]) {
+        let mut message = vec![2, 0];
+        message.extend_from_slice(&(encodings.len() as u16).to_be_bytes());
+        for encoding in encodings {
+            message.extend_from_slice(&encoding.to_be_bytes());
+        }
+        self.stream.write_all(&message).unwrap();
+    }
+
+    fn set_pixel_format(&mut self, format: &PixelFormat) {
+        let mut message = vec![0, 0, 0, 0];
+        message.extend_from_slice(&format.encode());
+        self.stream.write_all(&message).unwrap();
+        self.bytes_per_pixel = format.bytes_per_pixel();
+    }
+
+    fn request(&mut self, incremental: bool) {
+        let mut message = vec![3, u8::from(incremental), 0, 0, 0, 0];
+        message.extend_from_slice(&self.width.to_be_bytes());
+        message.extend_from_slice(&self.height.to_be_bytes());
+        self.stream.write_all(&message).unwrap();
+    }
+
+    fn read_update(&mut self) -> Vec<Rect> {
+        let mut header = [0u8; 4];
+        self.stream.read_exact(&mut header).unwrap();
+        assert_eq!(header[0], 0, "FramebufferUpdate");
+        let count = u16::from_be_bytes([header[2], header[3]]);
+        (0..count)
+            .map(|_| {
+                let mut h = [0u8; 12];
+                self.stream.read_exact(&mut h).unwrap();
+                let at = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+                let encoding = i32::from_be_bytes(h[8..12].try_into().unwrap());
+                let (width, height) = (at(4), at(6));
+                let raw_len = usize::from(width) * usize::from(height) * self.bytes_per_pixel;
+                let len = if encoding == 0 { raw_len } else { 0 };
+                let mut pixels = vec![0u8; len];
+                self.stream.read_exact(&mut pixels).unwrap();
+                Rect {
+                    x: at(0),
+                    y: at(2),
+                    width,
+                    height,
+                    encoding,
+                    pixels,
+                }
+            })
+            .collect()
+    }
+
+    /// Reads until the server closes the connection; true when it does within the timeout.
+    fn closed_by_server(&mut self) -> bool {
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest).is_ok()
+    }
+}
+
+fn raw_rect(x: u16, y: u16, width: u16, height: u16, pixel: &[u8]) -> Rect {
+    Rect {
+        x,
+        y,
+        width,
+        height,
+        encoding: 0,
+        pixels: pixel.repeat(usize::from(width) * usize::from(height)),
+    }
+}
+
+#[test]
+fn a_full_request_gets_the_whole_frame_in_the_default_format() {
+    let fixture = start(filled(3, 2, [10, 20, 30]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+
+    viewer.request(false);
+    let update = viewer.read_update();
+
+    assert_eq!((viewer.width, viewer.height), (3, 2));
+    assert_eq!(update, vec![raw_rect(0, 0, 3, 2, &[30, 20, 10, 0])]);
+}
+
+#[test]
+fn an_incremental_request_is_answered_with_only_the_changed_tiles_of_the_next_frame() {
+    let fixture = start(filled(100, 70, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    viewer.request(false);
+    viewer.read_update();
+    let mut next = vec![0u8; 100 * 70 * 3];
+    let at = (66 * 100 + 80) * 3;
+    next[at..at + 3].copy_from_slice(&[255, 255, 255]);
+
+    viewer.request(true);
+    let asked = fixture.store.wait_for_demand(TIMEOUT);
+    fixture.store.publish(Image::new(100, 70, next).unwrap());
+    let update = viewer.read_update();
+
+    assert!(asked, "the pending request asks the producer for a frame");
+    let rect = &update[0];
+    assert_eq!(
+        (update.len(), rect.x, rect.y, rect.width, rect.height),
+        (1, 64, 64, 36, 6)
+    );
+    let white = (2 * 36 + 16) * 4;
+    assert_eq!(&rect.pixels[white..white + 4], [255, 255, 255, 0]);
+}
+
+#[test]
+fn an_unchanged_frame_leaves_an_incremental_request_waiting() {
+    let fixture = start(filled(8, 8, [1, 2, 3]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    viewer.request(false);
+    viewer.read_update();
+    viewer.request(true);
+    fixture.store.wait_for_demand(TIMEOUT);
+
+    fixture.store.publish(filled(8, 8, [1, 2, 3]));
+    let asked_again = fixture.store.wait_for_demand(TIMEOUT);
+    fixture.store.publish(filled(8, 8, [9, 9, 9]));
+    let update = viewer.read_update();
+
+    assert!(asked_again);
+    assert_eq!(update, vec![raw_rect(0, 0, 8, 8, &[9, 9, 9, 0])]);
+}
+
+#[test]
+fn pixels_follow_the_viewers_pixel_format() {
+    let fixture = start(filled(2, 1, [255, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    let rgb565 = PixelFormat {
+        bits_per_pixel: 16,
+        depth: 16,
+        big_endian: true,
+        red_max: 31,
+        green_max: 63,
+        blue_max: 31,
+        red_shift: 11,
+        green_shift: 5,
+        blue_shift: 0,
+    };
+
+    viewer.set_pixel_format(&rgb565);
+    viewer.request(false);
+    let update = viewer.read_update();
+
+    assert_eq!(update, vec![raw_rect(0, 0, 2, 1, &[0xf8, 0x00])]);
+}
+
+#[test]
+fn a_viewer_that_can_resize_is_told_the_new_size_before_new_pixels() {
+    let fixture = start(filled(4, 4, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    viewer.set_encodings(&[0, -223]);
+    fixture.store.publish(filled(6, 2, [5, 5, 5]));
+
+    viewer.request(false);
+    let resize = viewer.read_update();
+    (viewer.width, viewer.height) = (6, 2);
+    viewer.request(false);
+    let pixels = viewer.read_update();
+
+    assert_eq!(
+        resize,
+        vec![Rect {
+            x: 0,
+            y: 0,
+            width: 6,
+            height: 2,
+            encoding: -223,
+            pixels: Vec::new()
+        }]
+    );
+    assert_eq!(pixels, vec![raw_rect(0, 0, 6, 2, &[5, 5, 5, 0])]);
+}
+
+#[test]
+fn a_viewer_that_cannot_resize_sees_the_new_frame_cut_to_its_size() {
+    let fixture = start(filled(2, 2, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    fixture.store.publish(filled(3, 1, [7, 7, 7]));
+
+    viewer.request(false);
+    let update = viewer.read_update();
+
+    let mut expected = raw_rect(0, 0, 2, 2, &[0, 0, 0, 0]);
+    expected.pixels[..8].copy_from_slice(&[7, 7, 7, 0, 7, 7, 7, 0]);
+    assert_eq!(update, vec![expected]);
+}
+
+#[test]
+fn one_viewer_more_than_allowed_is_refused_with_the_reason() {
+    let options = ServerOptions {
+        max_viewers: 1,
+        ..ServerOptions::default()
+    };
+    let fixture = start(filled(2, 2, [0, 0, 0]), options);
+    let _first = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    let mut second = TcpStream::connect(fixture.server.local_addr()).unwrap();
+    second.set_read_timeout(Some(TIMEOUT)).unwrap();
+
+    second.write_all(b"RFB 003.008\n").unwrap();
+    let mut reply = Vec::new();
+    second.read_to_end(&mut reply).unwrap();
+
+    let mut expected = b"RFB 003.008\n\0".to_vec();
+    let reason = b"too many viewers (1 connected)";
+    expected.extend_from_slice(&(reason.len() as u32).to_be_bytes());
+    expected.extend_from_slice(reason);
+    assert_eq!(reply, expected);
+}
+
+#[test]
+fn a_viewer_that_stalls_in_the_handshake_is_dropped_at_the_timeout() {
+    let options = ServerOptions {
+        handshake_timeout: Duration::from_millis(200),
+        ..ServerOptions::default()
+    };
+    let fixture = start(filled(2, 2, [0, 0, 0]), options);
+    let mut silent = TcpStream::connect(fixture.server.local_addr()).unwrap();
+    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
+
+    let mut greeting = Vec::new();
+    silent.read_to_end(&mut greeting).unwrap();
+    let event = fixture.events.recv_timeout(TIMEOUT).unwrap();
+
+    assert_eq!(greeting, b"RFB 003.008\n");
+    assert!(
+        matches!(&event, ViewerEvent::Rejected { reason, .. } if reason.starts_with("connection failed during the handshake")),
+        "{event:?}"
+    );
+}
+
+#[test]
+fn a_viewer_sending_an_unknown_message_is_disconnected_with_the_reason() {
+    let fixture = start(filled(2, 2, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    let connected = fixture.events.recv_timeout(TIMEOUT).unwrap();
+
+    viewer.stream.write_all(&[200]).unwrap();
+    let closed = viewer.closed_by_server();
+    let event = fixture.events.recv_timeout(TIMEOUT).unwrap();
+
+    assert!(matches!(
+        connected,
+        ViewerEvent::Connected {
+            version: Version::V3_8,
+            ..
+        }
+    ));
+    assert!(closed);
+    assert!(
+        matches!(&event, ViewerEvent::Disconnected { reason, .. } if reason == "viewer sent unknown message type 200"),
+        "{event:?}"
+    );
+}
+
+#[test]
+fn input_is_counted_and_dropped() {
+    let fixture = start(filled(2, 2, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.007\n");
+    fixture.events.recv_timeout(TIMEOUT).unwrap();
+
+    viewer
+        .stream
+        .write_all(&[4, 1, 0, 0, 0, 0, 0, 0x61])
+        .unwrap();
+    viewer.stream.write_all(&[5, 1, 0, 1, 0, 1]).unwrap();
+    viewer.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let event = fixture.events.recv_timeout(TIMEOUT).unwrap();
+
+    assert!(
+        matches!(&event, ViewerEvent::Disconnected { ignored_input: 2, reason, .. } if reason == "viewer closed the connection"),
+        "{event:?}"
+    );
+}
+
+#[test]
+fn dropping_the_server_disconnects_its_viewers() {
+    let fixture = start(filled(2, 2, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    viewer.request(false);
+    viewer.read_update();
+
+    drop(fixture.server);
+
+    assert!(viewer.closed_by_server());
+}
