@@ -55,9 +55,13 @@ impl FrameStore {
 
     /// Makes `image` the frame every viewer sees next.
     pub fn publish(&self, image: Image) {
+        self.publish_shared(Arc::new(image));
+    }
+
+    fn publish_shared(&self, image: Arc<Image>) {
         let waiters: Vec<Arc<dyn Wake>> = {
             let mut latest = lock(&self.latest);
-            latest.image = Arc::new(image);
+            latest.image = image;
             self.generation.fetch_add(1, Ordering::SeqCst);
             latest.waiters.retain(|w| w.strong_count() > 0);
             latest.waiters.iter().filter_map(Weak::upgrade).collect()
@@ -65,6 +69,13 @@ impl FrameStore {
         for waiter in waiters {
             waiter.wake();
         }
+    }
+
+    /// Tells waiting viewers that no newer frame than the latest can be had now (the source
+    /// failed): they are answered from the latest, so none waits for a frame forever.
+    pub fn publish_unchanged(&self) {
+        let image = Arc::clone(&lock(&self.latest).image);
+        self.publish_shared(image);
     }
 
     /// Waits until some viewer wants a newer frame than the latest, then clears that wish;
@@ -120,8 +131,8 @@ impl FrameStore {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Whether the store has closed, without taking the store's lock.
-    pub(crate) fn is_closed(&self) -> bool {
+    /// Whether the store has been closed (its producer should stop).
+    pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
 

@@ -236,15 +236,15 @@ fn serve_viewer(
     shared.store.subscribe(weak);
     let reader_stream = stream.try_clone()?;
     let reader_session = Arc::clone(&session);
+    let reader_store = Arc::clone(&shared.store);
     let reader = std::thread::Builder::new()
         .name("vnc-viewer-in".into())
-        .spawn(move || read_messages(reader_stream, &reader_session))?;
+        .spawn(move || read_messages(reader_stream, &reader_session, &reader_store))?;
     let sender = UpdateSender {
         store: &shared.store,
         session: &session,
         size: (image.width(), image.height()),
         shown: None,
-        shown_generation: None,
     };
     let reason = sender.run(stream);
     let _ = stream.shutdown(Shutdown::Both);
@@ -253,12 +253,22 @@ fn serve_viewer(
     Ok((reason, ignored))
 }
 
+/// An update request not answered yet.
+#[derive(Clone, Copy)]
+struct Request {
+    incremental: bool,
+    region: Region,
+    /// The store's generation when it arrived: it is answered from a newer frame, so a
+    /// viewer never sees a picture older than its request.
+    after: u64,
+}
+
 /// What a viewer has asked for so far.
 #[derive(Default)]
 struct SessionState {
     format: PixelFormat,
     desktop_size: bool,
-    request: Option<(bool, Region)>,
+    request: Option<Request>,
     closed: Option<String>,
     ignored_input: u64,
 }
@@ -276,7 +286,7 @@ impl Wake for Session {
 }
 
 /// Reads the viewer's messages into its session until the connection ends.
-fn read_messages(mut stream: TcpStream, session: &Session) {
+fn read_messages(mut stream: TcpStream, session: &Session, store: &FrameStore) {
     loop {
         let message = read_client_message(&mut stream);
         let mut state = lock(&session.state);
@@ -289,7 +299,11 @@ fn read_messages(mut stream: TcpStream, session: &Session) {
                 incremental,
                 region,
             }) => {
-                state.request = Some((incremental, region));
+                state.request = Some(Request {
+                    incremental,
+                    region,
+                    after: store.generation(),
+                });
                 session.wake.notify_all();
             }
             Ok(
@@ -316,8 +330,6 @@ struct UpdateSender<'a> {
     size: (u16, u16),
     /// What the viewer shows now, when it is known whole.
     shown: Option<Arc<Image>>,
-    /// The generation of the frame last sent.
-    shown_generation: Option<u64>,
 }
 
 /// A request ready to answer, with what the viewer asked for at the time.
@@ -343,8 +355,8 @@ impl UpdateSender<'_> {
         }
     }
 
-    /// Waits for a request that can be answered: a full one at once, an incremental one once
-    /// a frame newer than the last sent exists (asking the store for one meanwhile).
+    /// Waits for a request that can be answered: once a frame newer than the request exists
+    /// (asking the store for one meanwhile).
     fn next_request(&self) -> Result<Pending, String> {
         let mut state = lock(&self.session.state);
         loop {
@@ -354,12 +366,12 @@ impl UpdateSender<'_> {
             if self.store.is_closed() {
                 return Err("the server stopped".into());
             }
-            if let Some((incremental, region)) = state.request {
-                if !incremental || Some(self.store.generation()) != self.shown_generation {
+            if let Some(request) = state.request {
+                if self.store.generation() > request.after {
                     state.request = None;
                     return Ok(Pending {
-                        incremental,
-                        region,
+                        incremental: request.incremental,
+                        region: request.region,
                         format: state.format,
                         desktop_size: state.desktop_size,
                     });
@@ -376,7 +388,6 @@ impl UpdateSender<'_> {
 
     fn answer<W: Write>(&mut self, out: &mut W, pending: Pending) -> std::io::Result<()> {
         let (latest, generation) = self.store.latest();
-        self.shown_generation = Some(generation);
         let latest_size = (latest.width(), latest.height());
         let frame = match (latest_size == self.size, pending.desktop_size) {
             (true, _) => latest,
@@ -384,7 +395,6 @@ impl UpdateSender<'_> {
                 // The viewer resizes, then asks again for the whole new framebuffer.
                 self.size = latest_size;
                 self.shown = None;
-                self.shown_generation = None;
                 return write_desktop_size(out, latest_size.0, latest_size.1);
             }
             (false, false) => Arc::new(latest.fitted(self.size.0, self.size.1)),
@@ -398,7 +408,11 @@ impl UpdateSender<'_> {
         if rects.is_empty() && pending.incremental {
             // Nothing new to show: the request stays until something changes.
             let mut state = lock(&self.session.state);
-            state.request.get_or_insert((true, pending.region));
+            state.request.get_or_insert(Request {
+                incremental: true,
+                region: pending.region,
+                after: generation,
+            });
             return Ok(());
         }
         write_update(out, &frame, &rects, &pending.format)?;

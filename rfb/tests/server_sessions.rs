@@ -39,6 +39,19 @@ fn start(initial: Image, options: ServerOptions) -> Fixture {
     }
 }
 
+/// Acts as the frame producer once: waits for a viewer's demand, then publishes `image`, or
+/// the latest frame again when `None`.
+fn produce(store: &FrameStore, image: Option<Image>) {
+    assert!(
+        store.wait_for_demand(TIMEOUT),
+        "no viewer asked for a frame"
+    );
+    match image {
+        Some(image) => store.publish(image),
+        None => store.publish_unchanged(),
+    }
+}
+
 /// An image whose every pixel is `rgb`.
 fn filled(width: u32, height: u32, rgb: [u8; 3]) -> Image {
     Image::new(width, height, rgb.repeat((width * height) as usize)).unwrap()
@@ -168,6 +181,7 @@ fn a_full_request_gets_the_whole_frame_in_the_default_format() {
     let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
 
     viewer.request(false);
+    produce(&fixture.store, None);
     let update = viewer.read_update();
 
     assert_eq!((viewer.width, viewer.height), (3, 2));
@@ -179,17 +193,16 @@ fn an_incremental_request_is_answered_with_only_the_changed_tiles_of_the_next_fr
     let fixture = start(filled(100, 70, [0, 0, 0]), ServerOptions::default());
     let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
     viewer.request(false);
+    produce(&fixture.store, None);
     viewer.read_update();
     let mut next = vec![0u8; 100 * 70 * 3];
     let at = (66 * 100 + 80) * 3;
     next[at..at + 3].copy_from_slice(&[255, 255, 255]);
 
     viewer.request(true);
-    let asked = fixture.store.wait_for_demand(TIMEOUT);
-    fixture.store.publish(Image::new(100, 70, next).unwrap());
+    produce(&fixture.store, Some(Image::new(100, 70, next).unwrap()));
     let update = viewer.read_update();
 
-    assert!(asked, "the pending request asks the producer for a frame");
     let rect = &update[0];
     assert_eq!(
         (update.len(), rect.x, rect.y, rect.width, rect.height),
@@ -204,17 +217,27 @@ fn an_unchanged_frame_leaves_an_incremental_request_waiting() {
     let fixture = start(filled(8, 8, [1, 2, 3]), ServerOptions::default());
     let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
     viewer.request(false);
+    produce(&fixture.store, None);
     viewer.read_update();
     viewer.request(true);
-    fixture.store.wait_for_demand(TIMEOUT);
 
-    fixture.store.publish(filled(8, 8, [1, 2, 3]));
-    let asked_again = fixture.store.wait_for_demand(TIMEOUT);
-    fixture.store.publish(filled(8, 8, [9, 9, 9]));
+    produce(&fixture.store, Some(filled(8, 8, [1, 2, 3])));
+    produce(&fixture.store, Some(filled(8, 8, [9, 9, 9])));
     let update = viewer.read_update();
 
-    assert!(asked_again);
     assert_eq!(update, vec![raw_rect(0, 0, 8, 8, &[9, 9, 9, 0])]);
+}
+
+#[test]
+fn a_request_is_answered_from_a_frame_newer_than_itself() {
+    let fixture = start(filled(1, 1, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+
+    viewer.request(false);
+    produce(&fixture.store, Some(filled(1, 1, [4, 5, 6])));
+    let update = viewer.read_update();
+
+    assert_eq!(update, vec![raw_rect(0, 0, 1, 1, &[6, 5, 4, 0])]);
 }
 
 #[test]
@@ -235,6 +258,7 @@ fn pixels_follow_the_viewers_pixel_format() {
 
     viewer.set_pixel_format(&rgb565);
     viewer.request(false);
+    produce(&fixture.store, None);
     let update = viewer.read_update();
 
     assert_eq!(update, vec![raw_rect(0, 0, 2, 1, &[0xf8, 0x00])]);
@@ -245,12 +269,13 @@ fn a_viewer_that_can_resize_is_told_the_new_size_before_new_pixels() {
     let fixture = start(filled(4, 4, [0, 0, 0]), ServerOptions::default());
     let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
     viewer.set_encodings(&[0, -223]);
-    fixture.store.publish(filled(6, 2, [5, 5, 5]));
 
     viewer.request(false);
+    produce(&fixture.store, Some(filled(6, 2, [5, 5, 5])));
     let resize = viewer.read_update();
     (viewer.width, viewer.height) = (6, 2);
     viewer.request(false);
+    produce(&fixture.store, None);
     let pixels = viewer.read_update();
 
     assert_eq!(
@@ -271,9 +296,9 @@ fn a_viewer_that_can_resize_is_told_the_new_size_before_new_pixels() {
 fn a_viewer_that_cannot_resize_sees_the_new_frame_cut_to_its_size() {
     let fixture = start(filled(2, 2, [0, 0, 0]), ServerOptions::default());
     let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
-    fixture.store.publish(filled(3, 1, [7, 7, 7]));
 
     viewer.request(false);
+    produce(&fixture.store, Some(filled(3, 1, [7, 7, 7])));
     let update = viewer.read_update();
 
     let mut expected = raw_rect(0, 0, 2, 2, &[0, 0, 0, 0]);
@@ -373,6 +398,7 @@ fn dropping_the_server_disconnects_its_viewers() {
     let fixture = start(filled(2, 2, [0, 0, 0]), ServerOptions::default());
     let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
     viewer.request(false);
+    produce(&fixture.store, None);
     viewer.read_update();
 
     drop(fixture.server);

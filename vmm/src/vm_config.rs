@@ -7,7 +7,7 @@
 //! names it.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -47,20 +47,20 @@ pub enum ConfigError {
     Display(String),
     #[error("invalid policy action {0:?}: expected kill or trap")]
     Action(String),
-    #[error("invalid VNC address {0:?}: expected HOST:DISPLAY such as 127.0.0.1:0")]
+    #[error(
+        "invalid VNC address {0:?}: expected HOST:DISPLAY (port 5900 + DISPLAY, 0 to 99) or \
+         HOST::PORT (0: any free port), such as 127.0.0.1:0 or 127.0.0.1::5901"
+    )]
     VncSyntax(String),
     #[error(
         "refusing VNC on {0}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed"
     )]
     VncNotLoopback(String),
     #[error(
-        "--vnc {0} is not available: QEMU's vhost-user-gpu (6.0 and later) marks its console as \
-         needing DMA-BUF display support, which QEMU's VNC server lacks, so QEMU refuses to \
-         start (\"The console requires display DMABUF support\"); the bridge that has it \
-         (-display egl-headless) needs a DRM render node. Watch the guest with screenshots \
-         instead: --screenshot PATH.png, and kill -USR1 <rayvmm pid> while it runs"
+        "--vnc needs the jailed GPU (--gpu-backend ray-gpu): rayvmm's VNC server shows the \
+         frames ray-gpu hands it, and the reference backend hands none"
     )]
-    VncUnavailable(String),
+    VncNeedsJailedGpu,
     #[error("nothing to boot: give --kernel (with optional --initrd and --append) or --firmware")]
     NoBootSource,
     #[error("--kernel and --firmware are alternatives: give one of them")]
@@ -149,47 +149,67 @@ impl fmt::Display for DisplaySize {
     }
 }
 
+/// Highest VNC display number accepted in `HOST:DISPLAY`.
+const MAX_VNC_DISPLAY: u16 = 99;
+/// TCP port of VNC display 0.
+const VNC_BASE_PORT: u16 = 5900;
+
 /// A VNC server address that only this machine can reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoopbackVnc {
-    /// The host part as QEMU's `-vnc` takes it (`127.0.0.1`, `[::1]`, `localhost`).
+    /// The host as given, without brackets (`127.0.0.1`, `::1`, `localhost`).
     pub host: String,
-    /// VNC display number; the server listens on TCP port 5900 + display.
-    pub display: u16,
+    /// TCP port; 0 lets the system pick a free one.
+    pub port: u16,
 }
 
 impl FromStr for LoopbackVnc {
     type Err = ConfigError;
 
+    /// Parses `HOST:DISPLAY` or `HOST::PORT`; an IPv6 host is written in brackets.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let syntax = || ConfigError::VncSyntax(s.to_string());
-        let (host, display) = s.rsplit_once(':').ok_or_else(syntax)?;
-        let display: u16 = display.parse().map_err(|_| syntax())?;
-        if display > 100 {
-            return Err(syntax());
-        }
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = match bare {
+        let (host, rest) = match s.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, rest) = bracketed.split_once(']').ok_or_else(syntax)?;
+                (host, rest)
+            }
+            None => match s.find(':') {
+                Some(colon) => s.split_at(colon),
+                None => return Err(syntax()),
+            },
+        };
+        let port = match (rest.strip_prefix("::"), rest.strip_prefix(':')) {
+            (Some(port), _) => port.parse::<u16>().map_err(|_| syntax())?,
+            (None, Some(display)) => {
+                let display: u16 = display.parse().map_err(|_| syntax())?;
+                if display > MAX_VNC_DISPLAY {
+                    return Err(syntax());
+                }
+                VNC_BASE_PORT + display
+            }
+            (None, None) => return Err(syntax()),
+        };
+        let loopback = match host {
             "localhost" => true,
             "" => return Err(ConfigError::VncNotLoopback("all addresses".to_string())),
-            _ => bare.parse::<IpAddr>().map_err(|_| syntax())?.is_loopback(),
+            _ => host.parse::<IpAddr>().map_err(|_| syntax())?.is_loopback(),
         };
         if !loopback {
             return Err(ConfigError::VncNotLoopback(host.to_string()));
         }
-        let host = match bare.parse::<IpAddr>() {
-            Ok(IpAddr::V6(_)) => format!("[{bare}]"),
-            _ => bare.to_string(),
-        };
-        Ok(LoopbackVnc { host, display })
+        Ok(LoopbackVnc {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
-impl Default for LoopbackVnc {
-    fn default() -> Self {
-        LoopbackVnc {
-            host: Ipv4Addr::LOCALHOST.to_string(),
-            display: 0,
+impl fmt::Display for LoopbackVnc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => write!(f, "[{}]:{}", self.host, self.port),
+            _ => write!(f, "{}:{}", self.host, self.port),
         }
     }
 }
@@ -288,9 +308,9 @@ pub struct RunArgs {
     /// numbered (PATH-1.png, PATH-2.png ...).
     #[arg(long, value_name = "PATH.png")]
     pub screenshot: Option<PathBuf>,
-    /// Refused: QEMU 10 cannot serve a vhost-user-gpu console over VNC (it needs a DMA-BUF
-    /// display); use --screenshot and SIGUSR1 to see the guest.
-    #[arg(long, value_name = "HOST:DISPLAY")]
+    /// Serve the guest's display to VNC viewers, view-only, on a loopback address:
+    /// HOST:DISPLAY (port 5900 + DISPLAY) or HOST::PORT (0: any free port).
+    #[arg(long, value_name = "HOST:DISPLAY|HOST::PORT")]
     pub vnc: Option<String>,
     /// QEMU binary (version 8 or later) [default: qemu-system-x86_64 from PATH].
     #[arg(long, value_name = "PATH")]
@@ -367,6 +387,8 @@ pub struct RunConfig {
     pub three_d: bool,
     pub action: PolicyAction,
     pub screenshot: Option<PathBuf>,
+    /// Where rayvmm serves the display to VNC viewers, if anywhere.
+    pub vnc: Option<LoopbackVnc>,
     pub qemu: PathBuf,
     pub gpu_backend: GpuBackendKind,
     pub ray_gpu: Option<PathBuf>,
@@ -429,19 +451,17 @@ impl RunOptions {
             Some(a) => a.parse()?,
             None => PolicyAction::default(),
         };
-        // The address is checked first (a public one is refused as such), then VNC itself:
-        // no QEMU display serves a vhost-user-gpu console over VNC without a render node.
-        if let Some(vnc) = self.vnc.as_deref() {
-            let vnc: LoopbackVnc = vnc.parse()?;
-            return Err(ConfigError::VncUnavailable(format!(
-                "{}:{}",
-                vnc.host, vnc.display
-            )));
-        }
         let gpu_backend = match &self.gpu_backend {
             Some(g) => g.parse()?,
             None => GpuBackendKind::default(),
         };
+        let vnc = match &self.vnc {
+            Some(v) => Some(v.parse::<LoopbackVnc>()?),
+            None => None,
+        };
+        if vnc.is_some() && gpu_backend == GpuBackendKind::Reference {
+            return Err(ConfigError::VncNeedsJailedGpu);
+        }
         let boot = self.boot_source()?;
         Ok(RunConfig {
             memory_mib,
@@ -451,6 +471,7 @@ impl RunOptions {
             three_d: self.three_d.unwrap_or(true),
             action,
             screenshot: self.screenshot,
+            vnc,
             qemu: self
                 .qemu
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
@@ -560,13 +581,51 @@ mod tests {
     }
 
     #[test]
-    fn vnc_accepts_loopback_addresses() {
-        let hosts: Vec<String> = ["127.0.0.1:0", "localhost:3", "[::1]:1", "127.1.2.3:2"]
+    fn vnc_display_numbers_map_to_ports_from_5900() {
+        let addresses: Vec<LoopbackVnc> = ["127.0.0.1:0", "localhost:3", "[::1]:1", "127.1.2.3:99"]
             .iter()
-            .map(|s| s.parse::<LoopbackVnc>().unwrap().host)
+            .map(|s| s.parse().unwrap())
             .collect();
 
-        assert_eq!(hosts, vec!["127.0.0.1", "localhost", "[::1]", "127.1.2.3"]);
+        let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "127.0.0.1:5900",
+                "localhost:5903",
+                "[::1]:5901",
+                "127.1.2.3:5999"
+            ]
+        );
+    }
+
+    #[test]
+    fn vnc_double_colon_gives_the_port_itself() {
+        let addresses: Vec<LoopbackVnc> = ["127.0.0.1::5901", "[::1]::0"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+
+        assert_eq!(
+            addresses,
+            [
+                LoopbackVnc {
+                    host: "127.0.0.1".into(),
+                    port: 5901
+                },
+                LoopbackVnc {
+                    host: "::1".into(),
+                    port: 0
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn vnc_display_number_past_99_is_refused() {
+        let err = "127.0.0.1:100".parse::<LoopbackVnc>().unwrap_err();
+
+        assert_eq!(err, ConfigError::VncSyntax("127.0.0.1:100".into()));
     }
 
     #[test]
@@ -578,27 +637,49 @@ mod tests {
 
     #[test]
     fn vnc_refuses_empty_host_that_would_listen_everywhere() {
-        let err = ":0".parse::<LoopbackVnc>().unwrap_err();
+        let err = "::5900".parse::<LoopbackVnc>().unwrap_err();
 
-        assert!(matches!(err, ConfigError::VncNotLoopback(_)));
+        assert_eq!(err, ConfigError::VncNotLoopback("all addresses".into()));
     }
 
     #[test]
-    fn vnc_on_a_loopback_address_is_refused_with_the_reason_and_the_alternative() {
+    fn vnc_refuses_a_host_name_other_than_localhost() {
+        let err = "example.com:0".parse::<LoopbackVnc>().unwrap_err();
+
+        assert_eq!(err, ConfigError::VncSyntax("example.com:0".into()));
+    }
+
+    #[test]
+    fn vnc_on_loopback_resolves_into_the_config() {
         let options = RunOptions {
-            vnc: Some("127.0.0.1:3".into()),
+            vnc: Some("127.0.0.1::0".into()),
             ..firmware_options()
         };
 
-        let err = options.resolve().unwrap_err();
+        let config = options.resolve().unwrap();
 
-        assert_eq!(err, ConfigError::VncUnavailable("127.0.0.1:3".into()));
-        assert!(err.to_string().contains("DMABUF"), "{err}");
-        assert!(err.to_string().contains("kill -USR1"), "{err}");
+        assert_eq!(
+            config.vnc,
+            Some(LoopbackVnc {
+                host: "127.0.0.1".into(),
+                port: 0
+            })
+        );
     }
 
     #[test]
-    fn vnc_on_a_public_address_is_refused_as_public_first() {
+    fn vnc_with_the_reference_backend_is_refused() {
+        let options = RunOptions {
+            vnc: Some("127.0.0.1:0".into()),
+            gpu_backend: Some("reference".into()),
+            ..firmware_options()
+        };
+
+        assert_eq!(options.resolve(), Err(ConfigError::VncNeedsJailedGpu));
+    }
+
+    #[test]
+    fn vnc_on_a_public_address_is_refused_as_public() {
         let options = RunOptions {
             vnc: Some("0.0.0.0:0".into()),
             ..firmware_options()

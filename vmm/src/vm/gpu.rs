@@ -34,6 +34,8 @@ pub trait GpuServer: Send {
     fn kill(&mut self);
     /// The current scanout, if this server can produce one (`None`: not supported).
     fn screenshot(&mut self) -> Option<Result<Frame, String>>;
+    /// Something another thread can take the current scanout with (`None`: not supported).
+    fn frame_source(&self) -> Option<super::vnc::FrameSource>;
 }
 
 /// QEMU's unjailed reference backend: a comparison point, never for untrusted guests.
@@ -83,6 +85,10 @@ impl GpuServer for ReferenceGpu {
     }
 
     fn screenshot(&mut self) -> Option<Result<Frame, String>> {
+        None
+    }
+
+    fn frame_source(&self) -> Option<super::vnc::FrameSource> {
         None
     }
 }
@@ -256,13 +262,28 @@ impl GpuServer for JailedGpu {
     }
 
     fn screenshot(&mut self) -> Option<Result<Frame, String>> {
-        // The process checks the answer (sizes, seals) before reading a byte of it.
-        let frame = self
-            .with_process(|p| p.screenshot())
-            .map_err(|e| e.to_string());
-        Some(frame.and_then(|f| {
-            Frame::from_xrgb8888(f.width, f.height, f.width as usize * 4, &f.pixels)
-                .map_err(|e| e.to_string())
-        }))
+        Some(take_frame(&self.process))
     }
+
+    fn frame_source(&self) -> Option<super::vnc::FrameSource> {
+        let process = std::sync::Arc::clone(&self.process);
+        Some(Box::new(move || take_frame(&process)))
+    }
+}
+
+/// The GPU process's current scanout. The process checks the answer (sizes, seals) before
+/// reading a byte of it.
+fn take_frame(process: &std::sync::Mutex<crate::gpu_process::GpuProcess>) -> Result<Frame, String> {
+    let frame = process
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .screenshot()
+        .map_err(|e| e.to_string())?;
+    Frame::from_xrgb8888(
+        frame.width,
+        frame.height,
+        frame.width as usize * 4,
+        &frame.pixels,
+    )
+    .map_err(|e| e.to_string())
 }

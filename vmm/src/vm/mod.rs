@@ -10,10 +10,11 @@
 //! | guest panics | same | 1 |
 //! | SIGINT, SIGTERM, SIGHUP, SIGQUIT | exit screenshot, QMP `quit`, stop the GPU process | 128 + signal |
 //! | SIGUSR1 | write the current scanout as PNG: `--screenshot` path numbered (`shot-1.png` ...) | - |
+//! | a VNC viewer connects (`--vnc`) | show it the scanout, view-only (see [`vnc`]) | - |
 //! | GPU process dies | say how (in trap mode: the blocked call), stop the engine | 1 |
 //! | engine dies | say how, stop the GPU process | 1 |
 //!
-//! Stopping is ordered: the engine first (QMP `quit`, SIGKILL after a timeout), then the
+//! Stopping is ordered: VNC viewers are disconnected, then the engine (QMP `quit`, SIGKILL after a timeout), then the
 //! GPU process (Shutdown request, SIGKILL after a timeout). Every child has
 //! `PR_SET_PDEATHSIG(SIGKILL)`, so none outlives rayvmm even if rayvmm is killed.
 
@@ -22,6 +23,7 @@ pub mod frame;
 pub mod gpu;
 pub mod memory;
 mod signals;
+pub mod vnc;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -81,6 +83,8 @@ pub enum VmError {
     Gpu(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Vnc(#[from] vnc::VncError),
 }
 
 /// How a run ended.
@@ -127,6 +131,8 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         source,
     })?;
     let (engine_end, gpu_end) = UnixStream::pair().map_err(VmError::Socket)?;
+    // Bound before anything starts, so a port in use fails the run at once.
+    let vnc_listener = config.vnc.as_ref().map(vnc::listen).transpose()?;
 
     let gpu_tx = Mutex::new(tx.clone());
     let gpu_sink: GpuSink = Box::new(move |e| {
@@ -134,6 +140,10 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
     });
     let gpu = spawn_gpu(config, gpu_end.into(), gpu_sink)?;
     say(&format!("GPU: {}", gpu.describe()));
+    let vnc = match vnc_listener {
+        Some(listener) => Some(start_vnc(listener, config, gpu.as_ref())?),
+        None => None,
+    };
 
     let engine_tx = Mutex::new(tx);
     let engine_sink = Arc::new(move |e| {
@@ -159,6 +169,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         gpu_stop_requested: false,
         engine_exit: None,
         last_frame: None,
+        vnc,
     };
     let machine = match engine.launch(&spec, engine_sink) {
         Ok(m) => m,
@@ -174,6 +185,30 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
     supervisor.machine = Some(Box::new(machine));
     supervisor.engine_alive = true;
     Ok(supervisor.run())
+}
+
+/// Starts the VNC server on `listener`, fed by the GPU process's frames.
+fn start_vnc(
+    listener: std::net::TcpListener,
+    config: &RunConfig,
+    gpu: &dyn GpuServer,
+) -> Result<vnc::VncDisplay, VmError> {
+    let source = gpu
+        .frame_source()
+        .ok_or_else(|| VmError::Gpu("this GPU backend hands rayvmm no frames for VNC".into()))?;
+    // Display edges are at most 4095 (checked by the config), so they fit RFB's 16 bits.
+    let display = vnc::VncDisplay::start(
+        listener,
+        config.display.width as u16,
+        config.display.height as u16,
+        source,
+        |message| say(&message),
+    )?;
+    say(&format!(
+        "VNC server listening on {} (view-only)",
+        display.local_addr()
+    ));
+    Ok(display)
 }
 
 fn spawn_gpu(
@@ -239,6 +274,7 @@ struct Supervisor {
     gpu_stop_requested: bool,
     engine_exit: Option<child::ExitDescription>,
     last_frame: Option<(Frame, Instant)>,
+    vnc: Option<vnc::VncDisplay>,
 }
 
 /// Says how the GPU process died, with the call its filter refused when it reported one.
@@ -317,6 +353,8 @@ impl Supervisor {
 
     /// Stops the engine, then the GPU process; kills what does not stop in time.
     fn stop(&mut self) {
+        // Viewers go first: they should see the guest's last frame, not the children dying.
+        drop(self.vnc.take());
         // From here on the GPU process ending is expected: it exits when the engine's end of
         // its socket closes.
         self.gpu_stop_requested = true;
