@@ -138,6 +138,18 @@ def main():
     struct.pack_into("<HH", image.mem, 0x100 + 2, 1, 0)
     write("corpus/process_queue/loop", image.mem)
 
+    # rfb_viewer_input: a viewer's whole side of a connection.
+    pixel_format = struct.pack(">BBBBHHHBBB3x", 16, 16, 1, 1, 31, 63, 31, 11, 5, 0)
+    messages = (struct.pack(">BxH", 2, 2) + struct.pack(">ii", 0, -223)
+                + struct.pack(">B3x", 0) + pixel_format
+                + struct.pack(">BBHHHH", 3, 0, 0, 0, 800, 600)
+                + struct.pack(">BBxxI", 4, 1, 0x61)
+                + struct.pack(">BBHH", 5, 1, 10, 20)
+                + struct.pack(">B3xI", 6, 3) + b"abc")
+    write("corpus/rfb_viewer_input/v3_8", b"RFB 003.008\n\x01\x01" + messages)
+    write("corpus/rfb_viewer_input/v3_3", b"RFB 003.003\n\x00" + messages)
+    write("corpus/rfb_viewer_input/v3_7", b"RFB 003.007\n\x01\x01" + messages)
+
 
 if __name__ == "__main__":
     main()
