@@ -188,8 +188,8 @@ pub fn arguments(spec: &MachineSpec<'_>) -> Vec<OsString> {
     push(&["-chardev", "stdio,id=console,signal=off"]);
     push(&["-serial", "chardev:console"]);
     // Always headless: QEMU refuses -vnc with vhost-user-gpu (its console needs a DMA-BUF
-    // display; see vm_config::ConfigError::VncUnavailable). Screenshots come from the GPU
-    // process or QMP `screendump`.
+    // display). Viewers watch through rayvmm's own VNC server (vm::vnc); screenshots come
+    // from the GPU process or QMP `screendump`.
     push(&["-display", "none"]);
     match spec.boot {
         BootSource::Kernel {
