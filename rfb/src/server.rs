@@ -146,13 +146,31 @@ impl Drop for Server {
     }
 }
 
+/// Connections served at once per allowed viewer, refused ones included; beyond that a new
+/// connection is closed unanswered, so a flood of connections cannot make a thread each.
+const CONNECTIONS_PER_VIEWER: usize = 2;
+/// Pause after a failed accept (out of descriptors, say), so the loop does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 fn accept_viewers(listener: TcpListener, shared: Arc<Shared>) {
+    let limit = shared.options.max_viewers.saturating_mul(CONNECTIONS_PER_VIEWER);
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
-        lock(&shared.sessions).retain(|s| !s.is_finished());
+        let Ok(stream) = stream else {
+            std::thread::sleep(ACCEPT_RETRY);
+            continue;
+        };
+        let live = {
+            let mut sessions = lock(&shared.sessions);
+            sessions.retain(|s| !s.is_finished());
+            sessions.len()
+        };
+        if live >= limit {
+            drop(stream);
+            continue;
+        }
         let session_shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("vnc-viewer".into())

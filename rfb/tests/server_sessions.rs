@@ -225,6 +225,32 @@ fn one_viewer_more_than_allowed_is_refused_with_the_reason() {
 }
 
 #[test]
+fn connections_beyond_twice_the_viewer_limit_are_closed_unanswered() {
+    let options = ServerOptions {
+        max_viewers: 1,
+        ..ServerOptions::default()
+    };
+    let fixture = start(filled(2, 2, [0, 0, 0]), options);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(fixture.server.local_addr()).unwrap();
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut greeting = [0u8; 12];
+            stream.read_exact(&mut greeting).unwrap();
+            stream
+        })
+        .collect();
+    let mut extra = TcpStream::connect(fixture.server.local_addr()).unwrap();
+    extra.set_read_timeout(Some(TIMEOUT)).unwrap();
+
+    let mut reply = Vec::new();
+    extra.read_to_end(&mut reply).unwrap();
+
+    assert_eq!(held.len(), 2);
+    assert!(reply.is_empty(), "got {reply:?}");
+}
+
+#[test]
 fn a_viewer_that_stalls_in_the_handshake_is_dropped_at_the_timeout() {
     let options = ServerOptions {
         handshake_timeout: Duration::from_millis(200),
