@@ -153,7 +153,10 @@ const CONNECTIONS_PER_VIEWER: usize = 2;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 fn accept_viewers(listener: TcpListener, shared: Arc<Shared>) {
-    let limit = shared.options.max_viewers.saturating_mul(CONNECTIONS_PER_VIEWER);
+    let limit = shared
+        .options
+        .max_viewers
+        .saturating_mul(CONNECTIONS_PER_VIEWER);
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
