@@ -15,6 +15,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 VNC_VENV=$repo/.cache/vnc-clients/venv
 VNCDOTOOL_VERSION=1.4.2
+VNC_REQUIREMENTS=$repo/guest/vnc-clients.txt
 
 BACKPORTS_SOURCE=/etc/apt/sources.list.d/bookworm-backports.sources
 MIN_QEMU_VERSION='1:10.0'
@@ -48,24 +49,26 @@ for p in "${bpo_packages[@]}"; do
   fi
 done
 
-# vncdotool, pinned, in its own virtualenv (Debian has no package of it). Made with Debian's
+# vncdotool and its dependencies, pinned (guest/vnc-clients.txt), in its own virtualenv (Debian has no package of it). Made with Debian's
 # python3 (/usr/bin/python3, whose venv module python3-venv provides), not whatever python3
 # comes first on PATH. Skipped when the venv already has vncdo at that version.
 install_vnc_clients() {
-  local have=""
-  if [ -x "$VNC_VENV/bin/vncdo" ]; then
-    have=$("$VNC_VENV/bin/python" -c \
-      'import importlib.metadata as m; print(m.version("vncdotool"))' 2>/dev/null || true)
+  # The venv records the pin file it was made from; a changed pin file remakes it.
+  local want have=""
+  want=$(sha256sum "$VNC_REQUIREMENTS" | cut -d' ' -f1)
+  if [ -x "$VNC_VENV/bin/vncdo" ] && [ -f "$VNC_VENV/requirements.sha256" ]; then
+    have=$(cat "$VNC_VENV/requirements.sha256")
   fi
-  if [ "$have" = "$VNCDOTOOL_VERSION" ]; then
-    log "vncdotool $have present ($VNC_VENV)"
+  if [ "$have" = "$want" ]; then
+    log "vncdotool $VNCDOTOOL_VERSION present ($VNC_VENV, pins unchanged)"
     return
   fi
-  log "installing vncdotool==$VNCDOTOOL_VERSION into $VNC_VENV${have:+ (had $have)}"
+  log "installing vncdotool==$VNCDOTOOL_VERSION and its pinned dependencies into $VNC_VENV"
   rm -rf "$VNC_VENV"
   mkdir -p "$(dirname "$VNC_VENV")"
   /usr/bin/python3 -m venv "$VNC_VENV"
-  "$VNC_VENV/bin/python" -m pip install -q "vncdotool==$VNCDOTOOL_VERSION"
+  "$VNC_VENV/bin/python" -m pip install -q -r "$VNC_REQUIREMENTS"
+  echo "$want" >"$VNC_VENV/requirements.sha256"
   log "vncdotool $VNCDOTOOL_VERSION installed: $VNC_VENV/bin/vncdo"
 }
 
