@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rfb::{FrameStore, Image, PixelFormat, Server, ServerOptions};
-use viewer::Viewer;
+use viewer::{Viewer, RGB565};
 
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 800;
@@ -102,17 +102,6 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(120);
-    let rgb565 = PixelFormat {
-        bits_per_pixel: 16,
-        depth: 16,
-        big_endian: false,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
-    };
     let baseline = tcp_baseline(frames);
     println!("{WIDTH}x{HEIGHT}, {frames} frames per case, one viewer on loopback");
     println!("  baseline: plain TCP copy of 32-bit frames  {baseline:8.1} frames/s");
@@ -127,7 +116,7 @@ fn main() {
         ),
         (
             "whole frame changes, 16-bit format",
-            served(frames, self::frames(true), Some(rgb565)),
+            served(frames, self::frames(true), Some(RGB565)),
         ),
     ];
     for (name, fps) in cases {

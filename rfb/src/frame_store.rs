@@ -19,7 +19,6 @@ pub(crate) trait Wake: Send + Sync {
 struct Latest {
     image: Arc<Image>,
     demand: bool,
-    closed: bool,
     waiters: Vec<Weak<dyn Wake>>,
 }
 
@@ -44,7 +43,6 @@ impl FrameStore {
             latest: Mutex::new(Latest {
                 image: Arc::new(initial),
                 demand: false,
-                closed: false,
                 waiters: Vec::new(),
             }),
             demand_changed: Condvar::new(),
@@ -84,7 +82,8 @@ impl FrameStore {
         let deadline = Instant::now() + timeout;
         let mut latest = lock(&self.latest);
         loop {
-            if latest.closed {
+            // Set under this lock by `close`, so it cannot change between check and wait.
+            if self.is_closed() {
                 return false;
             }
             if latest.demand {
@@ -106,8 +105,7 @@ impl FrameStore {
     /// Ends the store: producers stop waiting for demand, sessions see it closed.
     pub fn close(&self) {
         let waiters: Vec<Arc<dyn Wake>> = {
-            let mut latest = lock(&self.latest);
-            latest.closed = true;
+            let latest = lock(&self.latest);
             self.closed.store(true, Ordering::SeqCst);
             latest.waiters.iter().filter_map(Weak::upgrade).collect()
         };

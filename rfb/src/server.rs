@@ -121,11 +121,6 @@ impl Server {
     pub fn local_addr(&self) -> SocketAddr {
         self.address
     }
-
-    /// Viewers connected now (handshakes in progress included).
-    pub fn viewer_count(&self) -> usize {
-        lock(&self.shared.viewers).len()
-    }
 }
 
 impl Drop for Server {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rfb::{FrameStore, Image, PixelFormat, Server, ServerOptions, Version, ViewerEvent};
-use viewer::{Rect, Viewer};
+use viewer::{Rect, Viewer, RGB565};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,15 +141,8 @@ fn pixels_follow_the_viewers_pixel_format() {
     let fixture = start(filled(2, 1, [255, 0, 0]), ServerOptions::default());
     let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
     let rgb565 = PixelFormat {
-        bits_per_pixel: 16,
-        depth: 16,
         big_endian: true,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
+        ..RGB565
     };
 
     viewer.set_pixel_format(&rgb565);

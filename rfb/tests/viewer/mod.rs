@@ -10,6 +10,19 @@ use rfb::PixelFormat;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// 16-bit r5g6b5, little-endian: a format that takes the general conversion path.
+pub const RGB565: PixelFormat = PixelFormat {
+    bits_per_pixel: 16,
+    depth: 16,
+    big_endian: false,
+    red_max: 31,
+    green_max: 63,
+    blue_max: 31,
+    red_shift: 11,
+    green_shift: 5,
+    blue_shift: 0,
+};
+
 /// A rectangle of a FramebufferUpdate.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rect {

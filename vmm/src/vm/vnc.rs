@@ -69,6 +69,7 @@ pub fn listen(vnc: &LoopbackVnc) -> Result<TcpListener, VncError> {
 /// The running server and the thread that feeds it frames; dropping it disconnects every
 /// viewer and stops both.
 pub struct VncDisplay {
+    address: std::net::SocketAddr,
     store: Arc<FrameStore>,
     server: Option<Server>,
     pump: Option<JoinHandle<()>>,
@@ -99,6 +100,7 @@ impl VncDisplay {
             .spawn(move || pump_frames(&pumped, source))
             .map_err(VncError::Start)?;
         Ok(VncDisplay {
+            address: server.local_addr(),
             store,
             server: Some(server),
             pump: Some(pump),
@@ -107,10 +109,7 @@ impl VncDisplay {
 
     /// Where viewers connect.
     pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.server
-            .as_ref()
-            .map(Server::local_addr)
-            .expect("the server lives as long as the display")
+        self.address
     }
 }
 
