@@ -1,7 +1,6 @@
-//! The virtio-gpu device and the control tube shared by rayvmm and ray-gpu.
+//! The virtio-gpu device model, independent of any transport and any process boundary.
+//!
+//! ray-gpu serves it to the guest through `vhost-user-device`; the supervisor never links it
+//! (it shares only the `control` crate with the GPU process).
 
-pub mod control;
-pub mod probe_protocol;
-pub mod tube;
-pub mod vhost_user;
 pub mod virtio_gpu;

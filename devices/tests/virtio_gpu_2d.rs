@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use devices::virtio_gpu::protocol::*;
 use devices::virtio_gpu::{
-    Backend, BackendConfig, DisplayMode, GpuConfig, Limits, QueueKind, RendererChoice, VirtioGpu,
-    CURSOR_BYTES,
+    Backend, BackendConfig, DisplayMode, FrameChange, FramePixels, GpuConfig, GpuError, Limits,
+    QueueKind, RendererChoice, VirtioGpu, CURSOR_BYTES,
 };
 use vm_memory::{ByteValued, Bytes};
 
@@ -401,19 +401,105 @@ fn transfer_rejects_overflowing_offset() {
 }
 
 #[test]
-fn flush_sends_scanout_pixels_to_sink() {
+fn flush_reads_nothing_back_and_tells_the_sink_nothing() {
     let mut f = fixture();
     f.shown_resource(1, &pattern());
     f.sink.take();
+    let before = f.gpu.frame_generation(0).unwrap();
 
     let resp = f.flush(1, full());
+
+    assert_eq!(
+        (resp, f.sink.take(), f.gpu.frame_generation(0).unwrap()),
+        (RESP_OK_NODATA, vec![], before + 1)
+    );
+}
+
+#[test]
+fn first_frame_taken_is_the_whole_flushed_scanout() {
+    let mut f = fixture();
+    f.shown_resource(1, &pattern());
+    f.flush(1, full());
+
+    let change = f.gpu.take_frame(0, 0).unwrap();
 
     let mut expected = pattern();
     expected.chunks_exact_mut(4).for_each(|p| p[3] = 0xff);
     assert_eq!(
-        (resp, f.sink.take()),
-        (RESP_OK_NODATA, vec![SinkEvent::Update(0, full(), expected)])
+        change,
+        FrameChange::Pixels(FramePixels {
+            generation: f.gpu.frame_generation(0).unwrap(),
+            width: W,
+            height: H,
+            rect: full(),
+            pixels: expected,
+        })
     );
+}
+
+#[test]
+fn frame_taken_in_step_holds_only_the_flushed_rectangle() {
+    let mut f = fixture();
+    f.shown_resource(1, &pattern());
+    f.flush(1, full());
+    let FrameChange::Pixels(first) = f.gpu.take_frame(0, 0).unwrap() else {
+        panic!("the first frame has pixels");
+    };
+    let dirty = Rect {
+        x: 8,
+        y: 4,
+        width: 2,
+        height: 3,
+    };
+    f.flush(1, dirty);
+
+    let change = f.gpu.take_frame(0, first.generation).unwrap();
+
+    let FrameChange::Pixels(second) = change else {
+        panic!("a flushed frame has pixels");
+    };
+    assert_eq!(
+        (second.rect, second.pixels.len(), &second.pixels[..4]),
+        (dirty, 2 * 3 * 4, &[8u8, 4, 0x80, 0xff][..])
+    );
+}
+
+#[test]
+fn frame_taken_without_a_flush_since_is_unchanged() {
+    let mut f = fixture();
+    f.shown_resource(1, &pattern());
+    f.flush(1, full());
+    let seen = f.gpu.frame_generation(0).unwrap();
+    f.gpu.take_frame(0, 0).unwrap();
+
+    let change = f.gpu.take_frame(0, seen).unwrap();
+
+    assert_eq!(change, FrameChange::Unchanged);
+}
+
+#[test]
+fn frame_of_a_disabled_scanout_says_so() {
+    let mut f = fixture();
+    f.shown_resource(1, &pattern());
+    f.set_scanout(0, 0, full());
+
+    let change = f.gpu.take_frame(0, 0).unwrap();
+
+    assert_eq!(
+        change,
+        FrameChange::Disabled {
+            generation: f.gpu.frame_generation(0).unwrap()
+        }
+    );
+}
+
+#[test]
+fn frame_of_a_missing_scanout_is_refused() {
+    let mut f = fixture();
+
+    let result = f.gpu.take_frame(5, 0);
+
+    assert!(matches!(result, Err(GpuError::InvalidScanout(5))));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::os::fd::RawFd;
 
-use devices::control::LandlockRules;
+use control::messages::LandlockRules;
 use landlock::{
     path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetError, RulesetStatus, Scope, ABI,

@@ -9,21 +9,23 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
-use devices::control::{FromGpu, RendererMode, ToGpu};
-use devices::tube::{Tube, TubeError};
-use devices::vhost_user::{self, DeviceHandle};
+use control::display::DisplayMode as RequestedMode;
+use control::messages::{FrameRect, FrameReply, FromGpu, RendererMode, ToGpu};
+use control::tube::{Tube, TubeError};
 use devices::virtio_gpu::{
-    Backend, BackendConfig, BackendInfo, DisplayMode, GpuConfig, RendererChoice, RendererKind,
-    VirtioGpu,
+    Backend, BackendConfig, BackendInfo, DisplayMode, FrameChange, GpuConfig, RendererChoice,
+    RendererKind, VirtioGpu,
 };
 use nix::sys::stat::{fstat, SFlag};
+use vhost_user_device::DeviceHandle;
 
 /// The virtio-gpu device, built and ready to serve its vhost-user socket.
 pub struct Device {
-    served: vhost_user::Backend<VirtioGpu>,
+    served: vhost_user_device::Backend<VirtioGpu>,
     socket: UnixStream,
     description: String,
 }
@@ -38,7 +40,7 @@ impl Device {
     pub fn init(
         mode: RendererMode,
         vhost_user_fd: i32,
-        display: Option<DisplayMode>,
+        display: Option<RequestedMode>,
     ) -> Result<Device> {
         let socket = socket_at(vhost_user_fd)?;
         // Checked before the renderer comes up: a mode the device refuses costs no GL start.
@@ -56,7 +58,8 @@ impl Device {
         .context("starting the renderer")?;
         let description = describe(backend.info());
         let gpu = VirtioGpu::new(backend, config).context("building the device")?;
-        let served = vhost_user::Backend::new(gpu).context("building the vhost-user backend")?;
+        let served =
+            vhost_user_device::Backend::new(gpu).context("building the vhost-user backend")?;
         Ok(Device {
             served,
             socket,
@@ -85,9 +88,13 @@ impl Device {
 
 /// The device's configuration: its defaults, with one display of mode `display` when the
 /// supervisor asked for one.
-fn gpu_config(display: Option<DisplayMode>) -> GpuConfig {
+fn gpu_config(display: Option<RequestedMode>) -> GpuConfig {
+    let mode = display.map_or_else(DisplayMode::default, |m| DisplayMode {
+        width: m.width,
+        height: m.height,
+    });
     GpuConfig {
-        displays: vec![display.unwrap_or_default()],
+        displays: vec![mode],
         ..GpuConfig::default()
     }
 }
@@ -131,9 +138,10 @@ fn describe(info: &BackendInfo) -> String {
 /// Answers tube requests until Shutdown (`Ok(true)`) or until the supervisor goes away
 /// (`Ok(false)`). `device` reaches the served device for screenshots, when there is one.
 pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Result<bool> {
+    let mut frame_buffer: Option<FrameBuffer> = None;
     loop {
-        // At most one descriptor: the memfd a Screenshot request carries. Any that come with
-        // another request are closed when `fds` goes out of scope.
+        // At most one descriptor: the memfd a Screenshot or Frame request carries. Any that
+        // come with another request are closed when `fds` goes out of scope.
         let (request, mut fds) = match tube.recv_with_fds::<ToGpu>(1) {
             Ok(received) => received,
             Err(TubeError::Disconnected) => return Ok(false),
@@ -149,10 +157,74 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
                 Ok((width, height)) => tube.send(&FromGpu::Screenshot { width, height })?,
                 Err(err) => tube.send(&FromGpu::Error(format!("screenshot: {err:#}")))?,
             },
+            ToGpu::Frame { since, new_buffer } => {
+                if let Some(bytes) = new_buffer {
+                    match fds.take(0) {
+                        Ok(fd) => {
+                            frame_buffer = Some(FrameBuffer {
+                                file: std::fs::File::from(fd),
+                                bytes,
+                            })
+                        }
+                        Err(err) => {
+                            tube.send(&FromGpu::Error(format!("frame buffer: {err}")))?;
+                            continue;
+                        }
+                    }
+                }
+                match frame(device, frame_buffer.as_ref(), since) {
+                    Ok(reply) => tube.send(&FromGpu::Frame(reply))?,
+                    Err(err) => tube.send(&FromGpu::Error(format!("frame: {err:#}")))?,
+                }
+            }
             ToGpu::Shutdown => return Ok(true),
             ToGpu::Start(_) => tube.send(&FromGpu::Error("already started".into()))?,
         }
     }
+}
+
+/// The supervisor's memfd that frames are written into, and its size.
+struct FrameBuffer {
+    file: std::fs::File,
+    bytes: u64,
+}
+
+/// Reads back what changed on scanout 0 since generation `since` (on the serving thread,
+/// between two requests) and writes it into `buffer`.
+fn frame(
+    device: Option<&DeviceHandle<VirtioGpu>>,
+    buffer: Option<&FrameBuffer>,
+    since: u64,
+) -> Result<FrameReply> {
+    let (Some(device), Some(buffer)) = (device, buffer) else {
+        return Ok(FrameReply::NoBuffer);
+    };
+    let change = device.with(move |gpu| gpu.take_frame(0, since))??;
+    Ok(match change {
+        FrameChange::Unchanged => FrameReply::Unchanged,
+        FrameChange::Disabled { generation } => FrameReply::Disabled { generation },
+        FrameChange::Pixels(frame) => {
+            let bytes = frame.pixels.len() as u64;
+            if bytes > buffer.bytes {
+                return Ok(FrameReply::TooLarge { bytes });
+            }
+            buffer
+                .file
+                .write_all_at(&frame.pixels, 0)
+                .context("writing the frame")?;
+            FrameReply::Pixels {
+                generation: frame.generation,
+                width: frame.width,
+                height: frame.height,
+                rect: FrameRect {
+                    x: frame.rect.x,
+                    y: frame.rect.y,
+                    width: frame.rect.width,
+                    height: frame.rect.height,
+                },
+            }
+        }
+    })
 }
 
 /// Writes scanout 0's pixels into the supervisor's `memfd`, returning the frame's size.
@@ -188,20 +260,26 @@ mod tests {
 
     #[test]
     fn display_mode_from_the_supervisor_is_the_one_display() {
-        let mode = DisplayMode {
+        let mode = RequestedMode {
             width: 800,
             height: 600,
         };
 
         let config = gpu_config(Some(mode));
 
-        assert_eq!(config.displays, vec![mode]);
+        assert_eq!(
+            config.displays,
+            vec![DisplayMode {
+                width: 800,
+                height: 600
+            }]
+        );
         assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]
     fn display_mode_beyond_the_edid_limit_is_refused() {
-        let config = gpu_config(Some(DisplayMode {
+        let config = gpu_config(Some(RequestedMode {
             width: 4096,
             height: 600,
         }));

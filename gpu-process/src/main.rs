@@ -23,8 +23,8 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
-use devices::control::{FromGpu, ReadyInfo, StartConfig, ToGpu};
-use devices::tube::Tube;
+use control::messages::{FromGpu, ReadyInfo, StartConfig, ToGpu};
+use control::tube::Tube;
 
 use crate::device::Device;
 
@@ -123,11 +123,11 @@ fn exit_now(result: Result<()>) -> ! {
 }
 
 #[cfg(feature = "probe")]
-pub(crate) fn probe(request: &devices::probe_protocol::ProbeRequest) -> FromGpu {
+pub(crate) fn probe(request: &control::probe::ProbeRequest) -> FromGpu {
     FromGpu::Probe(probe::run(request))
 }
 
 #[cfg(not(feature = "probe"))]
-pub(crate) fn probe(_request: &devices::probe_protocol::ProbeRequest) -> FromGpu {
+pub(crate) fn probe(_request: &control::probe::ProbeRequest) -> FromGpu {
     FromGpu::Error("this ray-gpu was built without the probe feature".into())
 }

@@ -24,9 +24,7 @@ mod privilege;
 mod processes;
 mod sys;
 
-use devices::probe_protocol::{
-    ProbeOutcome, ProbeReport, ProbeRequest, RawSyscall, TechniqueRequest,
-};
+use control::probe::{ProbeOutcome, ProbeReport, ProbeRequest, RawSyscall, TechniqueRequest};
 
 use sys::Technique;
 
@@ -97,7 +95,7 @@ fn refused_outside_jail() -> ProbeOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devices::probe_protocol::TECHNIQUES;
+    use control::probe::TECHNIQUES;
     use std::collections::BTreeSet;
 
     #[test]

@@ -3,7 +3,7 @@
 //! has the GL stack loaded). With a socket, `device` brings the renderer up inside the
 //! device instead.
 
-use devices::control::RendererMode;
+use control::messages::RendererMode;
 use devices::virtio_gpu::{Backend, BackendConfig, RendererChoice};
 
 /// Starts the renderer `mode` asks for and keeps it loaded for the life of the process;

@@ -9,7 +9,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use devices::control::BLOCKED_SYSCALL_EXIT_CODE;
+use control::messages::BLOCKED_SYSCALL_EXIT_CODE;
 
 /// The tube's descriptor, for the handler.
 static TUBE: AtomicI32 = AtomicI32::new(-1);
@@ -136,7 +136,7 @@ impl Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devices::control::{BlockedSyscall, FromGpu};
+    use control::messages::{BlockedSyscall, FromGpu};
 
     #[test]
     fn report_is_what_serde_reads_as_blocked_syscall() {

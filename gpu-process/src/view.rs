@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use devices::control::{SandboxView, VisibleFile};
+use control::messages::{SandboxView, VisibleFile};
 
 /// Deepest directory level walked below `/`.
 const MAX_DEPTH: usize = 8;

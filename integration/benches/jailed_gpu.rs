@@ -15,7 +15,7 @@ mod jailed_gpu;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use devices::control::RendererMode;
+use control::messages::RendererMode;
 
 use jailed_gpu::support::gpu_cmd::*;
 use jailed_gpu::support::guest::Buffer;

@@ -4,9 +4,9 @@
 
 mod jailed_gpu;
 
-use devices::control::RendererMode;
-use devices::virtio_gpu::DisplayMode;
-use vmm::jail::ExitStatus;
+use control::display::DisplayMode;
+use control::messages::RendererMode;
+use jail::ExitStatus;
 
 use jailed_gpu::support::gpu_cmd::*;
 

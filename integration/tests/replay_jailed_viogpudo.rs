@@ -5,8 +5,8 @@
 
 mod jailed_gpu;
 
-use devices::control::RendererMode;
-use vmm::jail::ExitStatus;
+use control::messages::RendererMode;
+use jail::ExitStatus;
 
 use jailed_gpu::support::gpu_cmd::*;
 use jailed_gpu::support::viogpudo::{self, HEIGHT, WIDTH};

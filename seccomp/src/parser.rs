@@ -31,6 +31,23 @@ use crate::tables::{constant, syscall_entry};
 /// Largest errno a `return` may name (the kernel's MAX_ERRNO).
 const MAX_ERRNO: u64 = 4095;
 
+impl Policy {
+    /// Reads and parses the policy file at `path`. `@include`d files are looked up by file
+    /// name in `include_dirs`, then beside the including file, then at the path as written.
+    pub fn from_file(path: &Path, include_dirs: &[PathBuf]) -> Result<Policy, PolicyError> {
+        parse_file(path, include_dirs)
+    }
+
+    /// Parses policy text; `name` stands for the file name in errors.
+    pub fn from_str(
+        text: &str,
+        name: &str,
+        include_dirs: &[PathBuf],
+    ) -> Result<Policy, PolicyError> {
+        parse_text(text, name, include_dirs)
+    }
+}
+
 pub(crate) fn parse_file(path: &Path, include_dirs: &[PathBuf]) -> Result<Policy, PolicyError> {
     let mut loader = Loader::new(include_dirs);
     loader.load_file(path)?;

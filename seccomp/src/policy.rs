@@ -3,11 +3,10 @@
 
 use serde::Serialize;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use crate::action::{Action, DefaultAction};
 use crate::bpf::SeccompData;
-use crate::error::{Location, PolicyError};
+use crate::error::Location;
 
 /// A comparison operator of the policy language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -187,21 +186,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Reads and parses the policy file at `path`. `@include`d files are looked up by file
-    /// name in `include_dirs`, then beside the including file, then at the path as written.
-    pub fn from_file(path: &Path, include_dirs: &[PathBuf]) -> Result<Policy, PolicyError> {
-        crate::parser::parse_file(path, include_dirs)
-    }
-
-    /// Parses policy text; `name` stands for the file name in errors.
-    pub fn from_str(
-        text: &str,
-        name: &str,
-        include_dirs: &[PathBuf],
-    ) -> Result<Policy, PolicyError> {
-        crate::parser::parse_text(text, name, include_dirs)
-    }
-
     /// The name the policy was read under.
     pub fn name(&self) -> &str {
         &self.name

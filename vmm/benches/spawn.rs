@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use devices::control::{FromGpu, StartConfig, ToGpu};
-use devices::tube::Tube;
+use control::messages::{FromGpu, StartConfig, ToGpu};
+use control::tube::Tube;
 use seccomp::DefaultAction;
 use vmm::gpu_process::{GpuProcess, GpuSpawnConfig};
 
@@ -125,7 +125,7 @@ fn plain_spawn_to_ready(binary: &Path, filter: &[u64]) -> (Duration, u64) {
     let ready = tube.recv::<FromGpu>().expect("waiting for Ready");
     let elapsed = started.elapsed();
     assert!(matches!(ready, FromGpu::Ready(_)), "{ready:?}");
-    let kib = vmm::verify::ProcStatus::read(child.id() as i32)
+    let kib = jail::verify::ProcStatus::read(child.id() as i32)
         .map(|s| s.vm_rss_kib)
         .unwrap_or(0);
     let _ = child.kill();

@@ -6,18 +6,18 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use devices::control::{
+use control::display::DisplayMode;
+use control::messages::{
     BlockedSyscall, FromGpu, LandlockRules, ReadyInfo, RendererMode, SandboxView, StartConfig,
     ToGpu,
 };
-use devices::tube::{Tube, TubeError};
-use devices::virtio_gpu::DisplayMode;
+use control::tube::{Tube, TubeError};
 use seccomp::DefaultAction;
 use thiserror::Error;
 
-use crate::jail::{self, ExitStatus, JailConfig, JailError, JailedProcess, PassFd, TreeEntry};
 use crate::policy::{self, CompiledPolicy, PolicyError};
-use crate::verify::{self, NamespaceLink, ProcStatus, VerifyError};
+use jail::verify::{self, NamespaceLink, ProcStatus, VerifyError};
+use jail::{self, ExitStatus, JailConfig, JailError, JailedProcess, PassFd, TreeEntry};
 
 mod screenshot;
 pub use screenshot::{ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};

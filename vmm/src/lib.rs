@@ -3,11 +3,9 @@
 
 pub mod engine;
 pub mod gpu_process;
-pub mod jail;
 pub mod policy;
 pub mod probe;
 pub mod run;
 pub mod sandbox_report;
-pub mod verify;
 pub mod vm;
 pub mod vm_config;

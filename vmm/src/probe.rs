@@ -13,18 +13,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use devices::control::{FromGpu, RendererMode, ToGpu};
-use devices::probe_protocol::{
+use control::messages::{FromGpu, RendererMode, ToGpu};
+use control::probe::{
     technique, ProbeOutcome, ProbeRequest, RawSyscall, TechniqueRequest, TECHNIQUES,
 };
-use devices::tube::TubeError;
+use control::tube::TubeError;
 use seccomp::DefaultAction;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::gpu_process::{ExitReport, GpuError, GpuProcess, GpuSpawnConfig};
-use crate::jail::ExitStatus;
 use crate::policy;
+use jail::ExitStatus;
 
 /// How long one probe may take from request to answer (or death).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);

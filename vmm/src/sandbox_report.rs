@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use devices::control::{SandboxView, ToGpu};
+use control::messages::{SandboxView, ToGpu};
 use seccomp::DefaultAction;
 use serde::Serialize;
 
 use crate::gpu_process::{GpuProcess, GpuSpawnConfig};
-use crate::jail::{ChildStderr, JailIds};
 use crate::policy;
-use crate::verify::{NamespaceLink, ProcStatus};
+use jail::verify::{NamespaceLink, ProcStatus};
+use jail::{ChildStderr, JailIds};
 
 /// What the report says where no delegated cgroup v2 directory is configured.
 pub const NO_CGROUP: &str = "no delegated cgroup v2: rlimits only";

@@ -30,7 +30,7 @@ const MAX_MEMORY_MIB: u64 = 1 << 20;
 const MAX_CPUS: u32 = 256;
 /// Largest display edge accepted, in pixels: the largest the GPU device's EDID can describe
 /// (the device refuses anything larger).
-const MAX_DISPLAY_EDGE: u32 = devices::virtio_gpu::edid::MAX_EDID_DIMENSION;
+const MAX_DISPLAY_EDGE: u32 = control::display::MAX_DISPLAY_EDGE;
 
 /// Why a configuration was refused.
 #[derive(Debug, Error, PartialEq, Eq)]

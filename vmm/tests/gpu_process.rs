@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jail::{ExitStatus, Resource, TreeEntry};
 use seccomp::DefaultAction;
 use vmm::gpu_process::{GpuError, GpuProcess, GpuSpawnConfig};
-use vmm::jail::{ExitStatus, Resource, TreeEntry};
 
 fn ray_gpu() -> PathBuf {
     // target/<profile>/deps/gpu_process-HASH -> target/<profile>/ray-gpu
@@ -246,7 +246,7 @@ fn call_outside_the_policy_kills_with_sigsys() {
     config.policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/no_report.policy");
     let mut gpu = spawn(&config);
 
-    gpu.tube().send(&devices::control::ToGpu::Report).unwrap();
+    gpu.tube().send(&control::messages::ToGpu::Report).unwrap();
     let exit = gpu.wait_timeout(Duration::from_secs(10)).unwrap().unwrap();
 
     assert_eq!(exit.status, ExitStatus::Signaled(libc::SIGSYS));
@@ -266,7 +266,7 @@ fn trap_mode_reports_the_blocked_call_by_name() {
     assert!(matches!(err, GpuError::Blocked(_)), "{err}");
     assert_eq!(
         exit.status,
-        ExitStatus::Exited(devices::control::BLOCKED_SYSCALL_EXIT_CODE)
+        ExitStatus::Exited(control::messages::BLOCKED_SYSCALL_EXIT_CODE)
     );
     assert_eq!(exit.blocked.unwrap().name, Some("openat"));
 }
@@ -275,7 +275,9 @@ fn trap_mode_reports_the_blocked_call_by_name() {
 fn shutdown_ends_the_process_cleanly() {
     let mut gpu = spawn(&config());
 
-    gpu.tube().send(&devices::control::ToGpu::Shutdown).unwrap();
+    gpu.tube()
+        .send(&control::messages::ToGpu::Shutdown)
+        .unwrap();
     let exit = gpu.wait_timeout(Duration::from_secs(10)).unwrap().unwrap();
 
     assert_eq!(exit.status, ExitStatus::Exited(0));

@@ -1,15 +1,13 @@
 //! What the device is configured with: its displays and the limits that bound the host
 //! resources one guest can make it hold.
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::edid::MAX_EDID_DIMENSION;
 use super::protocol::{DecodeLimits, MAX_SCANOUTS};
 
-/// One display's mode. Serializable: the supervisor sends it to the GPU process in
-/// [`crate::control::StartConfig`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One display's mode: what GET_DISPLAY_INFO and the EDID report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DisplayMode {
     pub width: u32,
     pub height: u32,

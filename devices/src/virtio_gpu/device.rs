@@ -14,6 +14,7 @@ use super::cursor::cursor_image;
 use super::edid::build_edid;
 use super::error::{GpuError, GpuResult};
 use super::fence::{FenceQueue, HeldResponse, Timeline};
+use super::frames::{FrameChange, FramePixels, FrameTrack};
 use super::pixels::to_bgra;
 use super::protocol::*;
 use super::resources::{virgl_bytes_per_pixel, Resource, ResourceKind, ResourceTable, FORMATS_2D};
@@ -128,6 +129,8 @@ pub struct VirtioGpu {
     resources: ResourceTable,
     contexts: BTreeMap<u32, u32>,
     scanouts: Vec<Scanout>,
+    /// What each scanout's frame consumer has not seen yet.
+    frames: Vec<FrameTrack>,
     fences: FenceQueue,
     /// Responses released outside fence processing (a destroyed context's held fences).
     released: Vec<HeldResponse>,
@@ -166,7 +169,8 @@ impl VirtioGpu {
     /// Builds the device over a renderer from [`Backend::init`].
     pub fn new(backend: Backend, config: GpuConfig) -> Result<VirtioGpu, ConfigError> {
         config.validate()?;
-        let scanouts = config.displays.iter().map(|m| Scanout::new(*m)).collect();
+        let scanouts: Vec<Scanout> = config.displays.iter().map(|m| Scanout::new(*m)).collect();
+        let frames = vec![FrameTrack::default(); scanouts.len()];
         Ok(VirtioGpu {
             resources: ResourceTable::new(config.limits),
             backend,
@@ -174,6 +178,7 @@ impl VirtioGpu {
             acked_features: 0,
             contexts: BTreeMap::new(),
             scanouts,
+            frames,
             fences: FenceQueue::default(),
             released: Vec::new(),
             events_read: 0,
@@ -638,6 +643,7 @@ impl VirtioGpu {
     /// Stops scanout `index` showing anything and tells the sink.
     fn disable_scanout(&mut self, index: usize) {
         self.scanouts[index].disable();
+        self.frames[index].layout_changed();
         self.sink.scanout(index as u32, None);
     }
 
@@ -661,27 +667,20 @@ impl VirtioGpu {
         let scanout = &mut self.scanouts[index];
         scanout.resource_id = c.resource_id;
         scanout.rect = r;
+        self.frames[index].layout_changed();
         self.sink.scanout(c.scanout_id, Some((r.width, r.height)));
         Ok(Response::NoData)
     }
 
+    /// Frames on demand: a flush only records what changed on each scanout that shows the
+    /// resource; nothing is read back until a consumer asks ([`VirtioGpu::take_frame`]).
     fn resource_flush(&mut self, c: &ResourceFlush) -> GpuResult<Response> {
         let r = c.r;
-        let resource = self.resource_with_rect("flush", c.resource_id, &r)?;
-        let format = resource.format;
-        let parts: Vec<(u32, Rect, Rect)> = self
-            .scanouts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.visible_part(c.resource_id, &r)
-                    .map(|(src, dst)| (i as u32, src, dst))
-            })
-            .collect();
-        for (scanout_id, src, dst) in parts {
-            let mut pixels = self.backend.read_rect(c.resource_id, src)?;
-            to_bgra(format, &mut pixels);
-            self.sink.update(scanout_id, dst, &pixels);
+        self.resource_with_rect("flush", c.resource_id, &r)?;
+        for (scanout, frame) in self.scanouts.iter().zip(self.frames.iter_mut()) {
+            if let Some((_, on_scanout)) = scanout.visible_part(c.resource_id, &r) {
+                frame.flushed(on_scanout);
+            }
         }
         Ok(Response::NoData)
     }
@@ -1215,6 +1214,50 @@ impl VirtioGpu {
             format,
             pixels,
         })
+    }
+
+    /// The generation of what scanout `scanout_id` shows now (`None`: no such scanout).
+    /// It changes with every flush and every change of what the scanout shows.
+    pub fn frame_generation(&self, scanout_id: u32) -> Option<u64> {
+        self.frames
+            .get(scanout_id as usize)
+            .map(FrameTrack::generation)
+    }
+
+    /// What changed on scanout `scanout_id` since the consumer saw generation `since` (0:
+    /// nothing yet): reads back only that, from the renderer, now. A consumer in step with
+    /// the last frame handed out gets the rectangle flushed since; any other gets the whole
+    /// frame.
+    pub fn take_frame(&mut self, scanout_id: u32, since: u64) -> GpuResult<FrameChange> {
+        let index = self.scanout_index(scanout_id)?;
+        let scanout = self.scanouts[index];
+        if since == self.frames[index].generation() {
+            return Ok(FrameChange::Unchanged);
+        }
+        if scanout.resource_id == 0 {
+            let generation = self.frames[index].delivered();
+            return Ok(FrameChange::Disabled { generation });
+        }
+        let (width, height) = (scanout.rect.width, scanout.rect.height);
+        let Some(rect) = self.frames[index].stale_part(since, width, height) else {
+            return Ok(FrameChange::Unchanged);
+        };
+        let format = self.resources.get(scanout.resource_id)?.format;
+        let in_resource = Rect {
+            x: scanout.rect.x + rect.x,
+            y: scanout.rect.y + rect.y,
+            ..rect
+        };
+        let mut pixels = self.backend.read_rect(scanout.resource_id, in_resource)?;
+        to_bgra(format, &mut pixels);
+        let generation = self.frames[index].delivered();
+        Ok(FrameChange::Pixels(FramePixels {
+            generation,
+            width,
+            height,
+            rect,
+            pixels,
+        }))
     }
 
     /// Device reset: destroys every context and resource, disables the scanouts and drops

@@ -4,7 +4,9 @@
 //! - `chain`: reading requests from and writing responses to descriptor chains;
 //! - [`VirtioGpu`]: resources, contexts, scanouts, cursor, fences and the command handlers;
 //! - [`Backend`]: the renderer (rutabaga_gfx with virglrenderer, or its 2D component);
-//! - [`DisplaySink`]: where the transport receives scanouts, updates and the cursor;
+//! - [`DisplaySink`]: where the transport hears of scanout and cursor changes;
+//! - [`VirtioGpu::take_frame`]: frames on demand: a flush records what changed, a consumer
+//!   reads back only what it has not seen, at its own pace;
 //! - [`edid`]: the EDID blocks reported for each scanout;
 //! - [`virgl_stream`]: a builder for virgl command streams (tests and driver replays).
 //!
@@ -27,6 +29,7 @@ mod device;
 pub mod edid;
 mod error;
 mod fence;
+mod frames;
 mod pixels;
 pub mod protocol;
 mod resources;
@@ -41,4 +44,5 @@ pub use chain::{ChainError, MAX_DESCRIPTORS};
 pub use config::{ConfigError, DisplayMode, GpuConfig, Limits};
 pub use device::{QueueError, QueueKind, ScanoutImage, VirtioGpu};
 pub use error::GpuError;
+pub use frames::{FrameChange, FramePixels};
 pub use sink::{CursorImage, DisplaySink, NullSink, CURSOR_BYTES, CURSOR_DIM};

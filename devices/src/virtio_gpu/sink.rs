@@ -1,8 +1,6 @@
 //! Where the device sends what the guest displays. The transport implements [`DisplaySink`]
 //! (for vhost-user-gpu: the display socket toward QEMU).
 
-use super::protocol::Rect;
-
 /// Width and height of a cursor image.
 pub const CURSOR_DIM: usize = 64;
 /// Bytes of a cursor image: 64x64 pixels of 4 bytes.
@@ -19,16 +17,12 @@ pub struct CursorImage {
     pub pixels: Vec<u8>,
 }
 
-/// Receives display updates. Every call's arguments are already checked: scanout ids exist,
-/// rectangles lie inside the scanout, and pixel buffers have exactly `width * height * 4`
-/// bytes.
+/// Hears of changes to what the displays show. Every call's arguments are already checked:
+/// scanout ids exist and cursor images have [`CURSOR_BYTES`] bytes. Pixels are not pushed
+/// here: consumers take them when they want them ([`super::VirtioGpu::take_frame`]).
 pub trait DisplaySink {
     /// Scanout `scanout_id` now shows a `width` x `height` image, or nothing (`None`).
     fn scanout(&mut self, scanout_id: u32, size: Option<(u32, u32)>);
-    /// New pixels for `rect` (in scanout coordinates) of scanout `scanout_id`: rows of
-    /// `rect.width * 4` bytes, each pixel B, G, R, X in memory (pixman's x8r8g8b8 on a
-    /// little-endian host, what vhost-user-gpu's UPDATE message carries).
-    fn update(&mut self, scanout_id: u32, rect: Rect, pixels: &[u8]);
     /// The cursor on scanout `scanout_id` is at (`x`, `y`) and shows `image`, or is hidden
     /// (`None`).
     fn cursor_update(&mut self, scanout_id: u32, x: u32, y: u32, image: Option<&CursorImage>);
@@ -37,13 +31,12 @@ pub trait DisplaySink {
 }
 
 /// A sink that drops everything: the device still keeps the scanout contents, which
-/// [`super::VirtioGpu::scanout_pixels`] returns.
+/// [`super::VirtioGpu::take_frame`] returns.
 #[derive(Debug, Default)]
 pub struct NullSink;
 
 impl DisplaySink for NullSink {
     fn scanout(&mut self, _scanout_id: u32, _size: Option<(u32, u32)>) {}
-    fn update(&mut self, _scanout_id: u32, _rect: Rect, _pixels: &[u8]) {}
     fn cursor_update(&mut self, _scanout_id: u32, _x: u32, _y: u32, _image: Option<&CursorImage>) {}
     fn cursor_move(&mut self, _scanout_id: u32, _x: u32, _y: u32) {}
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::virtio_gpu::protocol::{CtrlHeader, Rect, HEADER_SIZE};
+use devices::virtio_gpu::protocol::{CtrlHeader, HEADER_SIZE};
 use devices::virtio_gpu::{CursorImage, DisplaySink, QueueKind, VirtioGpu};
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::{Queue, QueueT};
@@ -268,7 +268,6 @@ pub fn read_struct<T: ByteValued + Default>(bytes: &[u8]) -> T {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkEvent {
     Scanout(u32, Option<(u32, u32)>),
-    Update(u32, Rect, Vec<u8>),
     Cursor(u32, u32, u32, Option<CursorImage>),
     Move(u32, u32, u32),
 }
@@ -289,12 +288,6 @@ impl DisplaySink for RecordingSink {
             .lock()
             .unwrap()
             .push(SinkEvent::Scanout(scanout_id, size));
-    }
-    fn update(&mut self, scanout_id: u32, rect: Rect, pixels: &[u8]) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(SinkEvent::Update(scanout_id, rect, pixels.to_vec()));
     }
     fn cursor_update(&mut self, scanout_id: u32, x: u32, y: u32, image: Option<&CursorImage>) {
         self.0

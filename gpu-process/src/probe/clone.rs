@@ -1,6 +1,6 @@
 //! New processes and threads: only threads may be made.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, addr_of, Attempt, Technique};
 

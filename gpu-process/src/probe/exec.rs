@@ -1,6 +1,6 @@
 //! Running another program.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, addr_of, addr_of_cstr, reg, Attempt, Technique};
 

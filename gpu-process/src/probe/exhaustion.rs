@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::memory::{map_anonymous, unmap_anonymous};
 use super::sys::{self, addr_of, reg, Attempt, Technique};

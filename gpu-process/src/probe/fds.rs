@@ -1,6 +1,6 @@
 //! Descriptors the process holds: exactly the ones the supervisor passed, nothing leaked.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, Attempt, Technique};
 

@@ -1,6 +1,6 @@
 //! Reaching host files from inside the jail.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, addr_of_cstr, addr_of_mut, open_reached, reg, Attempt, Technique};
 

@@ -1,6 +1,6 @@
 //! ioctl requests outside the policy's exact list.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, addr_of, addr_of_mut, reg, scalar, Attempt, Technique};
 

@@ -1,6 +1,6 @@
 //! Kernel attack surface a GPU process never needs.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{
     self, addr_of, addr_of_cstr, addr_of_mut, reg, scalar_reached, Attempt, Technique,

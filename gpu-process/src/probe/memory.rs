@@ -1,6 +1,6 @@
 //! Executable memory: what a hardware-GPU policy forbids and llvmpipe's JIT needs.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, reg, scalar, Attempt, Technique};
 

@@ -1,6 +1,6 @@
 //! Reaching a network or another host-side socket.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, addr_of, reg, scalar, Attempt, Technique};
 

@@ -1,6 +1,6 @@
 //! Gaining privilege or leaving the jail's namespaces and root.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, addr_of, addr_of_cstr, reg, scalar, scalar_reached, Attempt, Technique};
 

@@ -1,6 +1,6 @@
 //! Reaching other processes: the supervisor, the parent, everyone.
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 use super::sys::{self, addr_of, addr_of_mut, reg, scalar, scalar_reached, Attempt, Technique};
 

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::io;
 
-use devices::probe_protocol::TechniqueRequest;
+use control::probe::TechniqueRequest;
 
 /// What a technique came to: what it reached, or the errno of the step that failed.
 pub(super) type Attempt = Result<String, i32>;

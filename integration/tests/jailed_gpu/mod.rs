@@ -1,10 +1,10 @@
 //! The real ray-gpu in its real jail, spawned by the vmm library exactly as rayvmm spawns it
 //! (GpuProcess::spawn_with_fds with one end of a socketpair at the vhost-user descriptor, the
 //! repository's software-rendering policy, kill-process), driven over vhost-user by the test
-//! frontend of `devices/tests/support` (included, not copied).
+//! frontend of `vhost-user-device/tests/support` (included, not copied).
 #![allow(dead_code)]
 
-#[path = "../../../devices/tests/support/mod.rs"]
+#[path = "../../../vhost-user-device/tests/support/mod.rs"]
 pub mod support;
 
 use std::os::fd::AsFd;
@@ -12,10 +12,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use devices::control::RendererMode;
-use devices::virtio_gpu::DisplayMode;
+use control::display::DisplayMode;
+use control::messages::RendererMode;
+use jail::{ChildStderr, ExitStatus, PassFd};
 use vmm::gpu_process::{GpuError, GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
-use vmm::jail::{ChildStderr, ExitStatus, PassFd};
 
 use support::session::Session;
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
-use devices::control::{FromGpu, ToGpu, SCREENSHOT_SEALS};
+use control::messages::{FromGpu, ToGpu, SCREENSHOT_SEALS};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::stat::fstat;

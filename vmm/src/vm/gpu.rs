@@ -115,7 +115,7 @@ pub struct JailedGpuOptions<'a> {
     pub action: seccomp::DefaultAction,
     pub three_d: bool,
     /// The mode the device's display reports to the guest.
-    pub display: devices::virtio_gpu::DisplayMode,
+    pub display: control::display::DisplayMode,
 }
 
 impl JailedGpu {
@@ -127,8 +127,8 @@ impl JailedGpu {
         sink: GpuSink,
     ) -> Result<JailedGpu, String> {
         use crate::gpu_process::{GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
-        use crate::jail::{ChildStderr, PassFd};
-        use devices::control::RendererMode;
+        use control::messages::RendererMode;
+        use jail::{ChildStderr, PassFd};
         use std::os::fd::AsFd;
 
         let devices = render_nodes();
@@ -204,7 +204,7 @@ fn monitor(
     process: std::sync::Weak<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
     sink: GpuSink,
 ) {
-    use crate::jail::ExitStatus;
+    use jail::ExitStatus;
     while let Some(process) = process.upgrade() {
         let ended = {
             let mut guard = process.lock().unwrap_or_else(|p| p.into_inner());
@@ -251,7 +251,7 @@ impl GpuServer for JailedGpu {
 
     fn request_stop(&mut self) {
         self.with_process(|p| {
-            let _ = p.tube().send(&devices::control::ToGpu::Shutdown);
+            let _ = p.tube().send(&control::messages::ToGpu::Shutdown);
         });
     }
 

@@ -38,7 +38,7 @@ use thiserror::Error;
 use crate::engine::qemu::QemuEngine;
 use crate::engine::{accel, EngineError, EngineEvent, Machine, MachineSpec};
 use crate::vm_config::{GpuBackendKind, PolicyAction, RunConfig};
-use devices::virtio_gpu::DisplayMode;
+use control::display::DisplayMode;
 use frame::Frame;
 use gpu::{GpuEvent, GpuServer, GpuSink, JailedGpu, JailedGpuOptions, ReferenceGpu};
 use memory::GuestRam;

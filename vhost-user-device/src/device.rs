@@ -10,7 +10,7 @@ use std::os::fd::BorrowedFd;
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
-use super::display::DisplaySocket;
+use qemu_display::DisplaySocket;
 
 /// A virtio device model that a vhost-user backend can serve. It is used only on the thread
 /// that serves it, so it need not be `Send`.
@@ -33,6 +33,19 @@ pub trait DeviceModel: 'static {
 
     /// The frontend gave a display socket (VHOST_USER_GPU_SET_SOCKET).
     fn set_display(&mut self, display: DisplaySocket);
+
+    /// Whether the display lacks what the device shows now, given that it last got
+    /// generation `shown` (see [`DeviceModel::present`]).
+    fn frame_pending(&self, _shown: u64) -> bool {
+        false
+    }
+
+    /// Sends `display` what changed since generation `shown` and returns the generation it
+    /// shows now. The backend calls it at most at the display's refresh rate, so pixels are
+    /// read back only as often as a display can show them, never on the guest's flush.
+    fn present(&mut self, _display: &DisplaySocket, shown: u64) -> u64 {
+        shown
+    }
 
     /// Processes the available descriptor chains of queue `index`. Returns whether the driver
     /// must be interrupted: used entries were added and, with `VIRTIO_RING_F_EVENT_IDX`, the

@@ -30,10 +30,10 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::Duration;
 
-use devices::vhost_user::DeviceHandle;
 use devices::virtio_gpu::{
     Backend, BackendConfig, DisplayMode, GpuConfig, RendererChoice, VirtioGpu,
 };
+use vhost_user_device::DeviceHandle;
 
 use support::display_peer::DisplayMessage;
 use support::gpu_cmd::*;
@@ -55,7 +55,7 @@ fn start_guest() -> Guest {
         })
         .expect("2D renderer");
         let gpu = VirtioGpu::new(backend, GpuConfig::default()).expect("device");
-        let served = devices::vhost_user::Backend::new(gpu).expect("backend");
+        let served = vhost_user_device::Backend::new(gpu).expect("backend");
         handle_tx.send(served.handle()).unwrap();
         served.serve(theirs)
     });

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use devices::vhost_user::{Backend, DeviceHandle, DeviceModel, DisplayError, DisplaySocket};
+use vhost_user_device::{Backend, DeviceHandle, DeviceModel, DisplayError, DisplaySocket};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
@@ -118,7 +118,7 @@ struct Setup {
     frontend: Frontend,
     ram: GuestRam,
     handle: DeviceHandle<ReverseDevice>,
-    server: JoinHandle<Result<(), devices::vhost_user::Error>>,
+    server: JoinHandle<Result<(), vhost_user_device::Error>>,
 }
 
 /// Serves `device` on a thread of its own (where the device lives) and returns the handle.
@@ -127,7 +127,7 @@ fn spawn_backend(
     socket: UnixStream,
 ) -> (
     DeviceHandle<ReverseDevice>,
-    JoinHandle<Result<(), devices::vhost_user::Error>>,
+    JoinHandle<Result<(), vhost_user_device::Error>>,
 ) {
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let server = thread::spawn(move || {
@@ -419,7 +419,7 @@ fn max_memory_slots_are_reported() {
 
     let slots = setup.frontend.query_u64(GET_MAX_MEM_SLOTS);
 
-    assert_eq!(slots, devices::vhost_user::MAX_REGIONS as u64);
+    assert_eq!(slots, vhost_user_device::MAX_REGIONS as u64);
 }
 
 #[test]
@@ -555,7 +555,7 @@ fn large_update_arrives_in_strips_under_the_size_limit() {
             })
             .max()
     });
-    assert!(largest.unwrap() <= devices::vhost_user::MAX_UPDATE_PAYLOAD);
+    assert!(largest.unwrap() <= vhost_user_device::MAX_UPDATE_PAYLOAD);
 }
 
 #[test]
@@ -618,7 +618,7 @@ fn cursor_messages_reach_the_display() {
     let setup = setup();
     let peer = connect_display(&setup, vec![(1024, 768)]);
     let display = display(&setup);
-    let image = vec![0xaa; devices::vhost_user::CURSOR_BYTES];
+    let image = vec![0xaa; vhost_user_device::CURSOR_BYTES];
 
     display.cursor_update(0, (10, 20), (1, 2), &image).unwrap();
     display.cursor_move(0, (30, 40), true).unwrap();

@@ -23,7 +23,6 @@
 
 mod core;
 mod device;
-mod display;
 mod gpu;
 mod handler;
 mod memory;
@@ -42,12 +41,12 @@ use vhost::vhost_user::{BackendReqHandler, Error as VhostError};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 pub use self::device::DeviceModel;
-pub use self::display::{
-    DisplayError, DisplayMode, DisplaySocket, CURSOR_BYTES, CURSOR_SIZE, MAX_UPDATE_PAYLOAD,
-};
 pub use self::handler::{protocol_features, TRANSPORT_FEATURES};
 pub use self::memory::MAX_REGIONS;
 pub use self::vring::MAX_QUEUE_SIZE;
+pub use qemu_display::{
+    DisplayError, DisplayMode, DisplaySocket, CURSOR_BYTES, CURSOR_SIZE, MAX_UPDATE_PAYLOAD,
+};
 
 use self::core::Core;
 use self::handler::Handler;
@@ -147,8 +146,9 @@ impl<D: DeviceModel> Backend<D> {
         let handler = Handler::new(Rc::clone(&self.core), kicks.clone());
         let mut requests = BackendReqHandler::from_stream(stream, Arc::new(Mutex::new(handler)));
         let mut ready = Vec::new();
+        let mut frame_due = None;
         loop {
-            kicks.wait(&mut ready).map_err(Error::Wait)?;
+            kicks.wait(&mut ready, frame_due).map_err(Error::Wait)?;
             for source in &ready {
                 match *source {
                     Ready::Socket => match requests.handle_request() {
@@ -164,6 +164,7 @@ impl<D: DeviceModel> Backend<D> {
                     Ready::Jobs => self.run_jobs(),
                 }
             }
+            frame_due = self.core.borrow_mut().present();
         }
     }
 

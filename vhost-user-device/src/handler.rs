@@ -31,12 +31,12 @@ use vhost::vhost_user::{Error as VhostError, GpuBackend, Result as VhostResult};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::QueueT;
 
-use super::core::Core;
-use super::device::DeviceModel;
-use super::display::DisplaySocket;
-use super::memory::{RegionSpec, MAX_REGIONS};
-use super::vring::Vring;
-use super::worker::Kicks;
+use crate::core::Core;
+use crate::device::DeviceModel;
+use crate::memory::{RegionSpec, MAX_REGIONS};
+use crate::vring::Vring;
+use crate::worker::Kicks;
+use qemu_display::DisplaySocket;
 
 /// `VIRTIO_F_VERSION_1`.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
@@ -345,7 +345,7 @@ impl<D: DeviceModel> VhostUserBackendReqHandlerMut for Handler<D> {
 
     fn set_gpu_socket(&mut self, gpu_backend: GpuBackend) -> VhostResult<()> {
         let display = DisplaySocket::start(gpu_backend).map_err(refuse)?;
-        self.core.borrow_mut().device.set_display(display);
+        self.core.borrow_mut().set_display(display);
         Ok(())
     }
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::probe_protocol::{ProbeReport, ProbeRequest};
-use crate::virtio_gpu::DisplayMode;
+use crate::display::DisplayMode;
+use crate::probe::{ProbeReport, ProbeRequest};
 
 /// Messages from the supervisor to the GPU process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,6 +23,21 @@ pub enum ToGpu {
     /// the GPU process needs no `memfd_create` (which, with executable memory, would let
     /// injected code run without touching the file system).
     Screenshot,
+    /// What changed on scanout 0 since the supervisor saw frame generation `since` (0:
+    /// nothing yet)? Changed pixels go into the frame buffer; the answer is
+    /// [`FromGpu::Frame`]. Pixels are read back from the renderer only now, never on the
+    /// guest's flush.
+    ///
+    /// With `new_buffer: Some(bytes)`, the memfd attached as descriptor 0 becomes the frame
+    /// buffer first: the supervisor made it, sized it to `bytes` and sealed it against
+    /// growing and shrinking ([`FRAME_BUFFER_SEALS`]), and reads frames from its own mapping
+    /// (frames are too big for the tube, and a memfd per frame would cost a `memfd_create`
+    /// in the jail and a mapping per frame in the supervisor).
+    Frame {
+        since: u64,
+        #[serde(default)]
+        new_buffer: Option<u64>,
+    },
     /// Stop serving and exit 0.
     Shutdown,
 }
@@ -41,6 +56,8 @@ pub enum FromGpu {
     /// cap, hence the memfd. Untrusted: the supervisor seals the memfd against further
     /// change, then checks its size against the claim before reading it.
     Screenshot { width: u32, height: u32 },
+    /// Answer to [`ToGpu::Frame`].
+    Frame(FrameReply),
     /// Trap-and-report mode: the filter refused this call; the process exits next.
     BlockedSyscall(BlockedSyscall),
     /// A request could not be carried out.
@@ -71,6 +88,43 @@ pub struct StartConfig {
     #[serde(default)]
     pub display: Option<DisplayMode>,
 }
+
+/// What changed on a scanout, as the GPU process claims it. Untrusted: the supervisor checks
+/// every size and rectangle against its own limits and the frame buffer before it reads a
+/// pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FrameReply {
+    /// Nothing changed since the generation asked about.
+    Unchanged,
+    /// The scanout shows nothing, as of `generation`.
+    Disabled { generation: u64 },
+    /// `rect` of a `width` x `height` frame changed, as of `generation`; the frame buffer
+    /// holds its pixels from offset 0: rows of `rect.width * 4` bytes, B, G, R, X in memory.
+    Pixels {
+        generation: u64,
+        width: u32,
+        height: u32,
+        rect: FrameRect,
+    },
+    /// The change needs `bytes` bytes, more than the frame buffer holds: nothing was written
+    /// (the next request gets the whole frame again).
+    TooLarge { bytes: u64 },
+    /// No frame buffer was given yet, or no device is being served.
+    NoBuffer,
+}
+
+/// A rectangle of a frame, in pixels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameRect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The seals the supervisor puts on a frame buffer before passing it: its size cannot
+/// change, so a mapping of it never faults, whatever the GPU process does.
+pub const FRAME_BUFFER_SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
 /// The seals the supervisor puts on a screenshot memfd once the GPU process has answered:
 /// from then on neither its size nor its contents can change.

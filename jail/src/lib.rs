@@ -11,7 +11,7 @@
 //!    `no_new_privs`, and a delegated cgroup v2 where one is configured.
 //!
 //! Landlock and the seccomp filter (steps 4 and 5 of DESIGN.md) are applied by the jailed
-//! program itself after exec; the supervisor verifies the result (`crate::verify`).
+//! program itself after exec; the supervisor verifies the result ([`verify`]).
 //!
 //! How the capability sets end up empty: the child's user namespace maps only the jail's
 //! nonzero ids, so namespace root (uid 0) does not exist there. The child, which holds every
@@ -29,6 +29,7 @@ mod idmap;
 mod plan;
 mod process;
 mod spawn;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;

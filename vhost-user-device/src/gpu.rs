@@ -6,10 +6,10 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
-use super::device::DeviceModel;
-use super::display::DisplaySocket;
-use crate::virtio_gpu::protocol::{ConfigSpace, Rect};
-use crate::virtio_gpu::{CursorImage, DisplaySink, QueueKind, VirtioGpu};
+use crate::device::DeviceModel;
+use devices::virtio_gpu::protocol::ConfigSpace;
+use devices::virtio_gpu::{CursorImage, DisplaySink, FrameChange, QueueKind, VirtioGpu};
+use qemu_display::DisplaySocket;
 
 /// Size of `virtio_gpu_config`.
 const CONFIG_SIZE: u64 = std::mem::size_of::<ConfigSpace>() as u64;
@@ -43,7 +43,28 @@ impl DeviceModel for VirtioGpu {
     }
 
     fn set_display(&mut self, display: DisplaySocket) {
-        self.set_display_sink(Box::new(display));
+        self.set_display_sink(Box::new(DisplayOut(display)));
+    }
+
+    fn frame_pending(&self, shown: u64) -> bool {
+        self.frame_generation(0).is_some_and(|now| now != shown)
+    }
+
+    fn present(&mut self, display: &DisplaySocket, shown: u64) -> u64 {
+        match self.take_frame(0, shown) {
+            Ok(FrameChange::Unchanged) => shown,
+            Ok(FrameChange::Disabled { generation }) => generation,
+            Ok(FrameChange::Pixels(frame)) => {
+                let r = frame.rect;
+                report(display.update(0, (r.x, r.y, r.width, r.height), &frame.pixels));
+                frame.generation
+            }
+            Err(e) => {
+                log::warn!("virtio-gpu: reading back scanout 0 for the display: {e}");
+                // Not retried until the guest changes the frame again.
+                self.frame_generation(0).unwrap_or(shown)
+            }
+        }
     }
 
     fn process_queue(&mut self, memory: &GuestMemoryMmap, queue: &mut Queue, index: usize) -> bool {
@@ -85,41 +106,44 @@ impl DeviceModel for VirtioGpu {
 /// still fails (the frontend went away, the backlog is full) is logged and dropped.
 /// A closed socket was already reported once by the writer (the frontend is going away), so
 /// each later message dropped for it is only a debug line.
-fn report(result: Result<(), super::display::DisplayError>) {
+fn report(result: Result<(), qemu_display::DisplayError>) {
     match result {
         Ok(()) => {}
-        Err(e @ super::display::DisplayError::Closed) => {
+        Err(e @ qemu_display::DisplayError::Closed) => {
             log::debug!("vhost-user-gpu display: {e}")
         }
         Err(e) => log::warn!("vhost-user-gpu display: {e}"),
     }
 }
 
-impl DisplaySink for DisplaySocket {
+/// The model's scanout and cursor changes, sent on the display socket.
+struct DisplayOut(DisplaySocket);
+
+impl DisplaySink for DisplayOut {
     fn scanout(&mut self, scanout_id: u32, size: Option<(u32, u32)>) {
         let (width, height) = size.unwrap_or((0, 0));
-        report(DisplaySocket::scanout(self, scanout_id, width, height));
-    }
-
-    fn update(&mut self, scanout_id: u32, rect: Rect, pixels: &[u8]) {
-        let rect = (rect.x, rect.y, rect.width, rect.height);
-        report(DisplaySocket::update(self, scanout_id, rect, pixels));
+        report(DisplaySocket::scanout(&self.0, scanout_id, width, height));
     }
 
     fn cursor_update(&mut self, scanout_id: u32, x: u32, y: u32, image: Option<&CursorImage>) {
         report(match image {
             Some(image) => DisplaySocket::cursor_update(
-                self,
+                &self.0,
                 scanout_id,
                 (x, y),
                 (image.hot_x, image.hot_y),
                 &image.pixels,
             ),
-            None => DisplaySocket::cursor_move(self, scanout_id, (x, y), false),
+            None => DisplaySocket::cursor_move(&self.0, scanout_id, (x, y), false),
         });
     }
 
     fn cursor_move(&mut self, scanout_id: u32, x: u32, y: u32) {
-        report(DisplaySocket::cursor_move(self, scanout_id, (x, y), true));
+        report(DisplaySocket::cursor_move(
+            &self.0,
+            scanout_id,
+            (x, y),
+            true,
+        ));
     }
 }

@@ -4,7 +4,7 @@
 //! Everything that touches the device runs on this thread: the renderer behind the GPU model
 //! (rutabaga, virglrenderer's GL contexts) is neither `Send` nor usable from a thread other
 //! than the one that made its context current. Other threads reach the device by sending a
-//! job ([`super::DeviceHandle::with`]) that this loop runs between requests.
+//! job ([`crate::DeviceHandle::with`]) that this loop runs between requests.
 //!
 //! The request handler registers and unregisters kick descriptors as the frontend replaces
 //! them. Each registration carries the ring index and the generation of its kick descriptor,
@@ -13,6 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
@@ -95,11 +96,16 @@ impl Kicks {
             .ctl(ControlOperation::Delete, fd, EpollEvent::default());
     }
 
-    /// Waits for the next batch of ready sources.
-    pub fn wait(&self, ready: &mut Vec<Ready>) -> io::Result<()> {
+    /// Waits for the next batch of ready sources, or until `timeout` passed (then `ready`
+    /// is empty); `None` waits without end.
+    pub fn wait(&self, ready: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
         let mut events = [EpollEvent::default(); 16];
+        // Rounded up, so a wait for a due time never returns just before it.
+        let millis = timeout.map_or(-1, |t| {
+            i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        });
         let count = loop {
-            match self.epoll.wait(-1, &mut events) {
+            match self.epoll.wait(millis, &mut events) {
                 Ok(count) => break count,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

@@ -5,8 +5,8 @@
 //! a position. QEMU trusts these messages (an UPDATE before any SCANOUT, or one larger than the
 //! scanout, corrupts or crashes it: ../../../shared/FACTS.md), so this side never sends an
 //! update for a scanout it has not announced, nor one outside the announced size, nor one whose
-//! payload does not match its rectangle. (A compromised GPU process could still send anything;
-//! the supervisor-side relay is what protects the engine from that.)
+//! payload does not match its rectangle. rayvmm speaks to QEMU through it, from frames it
+//! checked; ray-gpu uses it only when it is started without rayvmm in front of QEMU.
 //!
 //! Sending never blocks the caller: messages go through a queue to a writer thread that owns
 //! the socket. The frontend may be blocked waiting for a reply on the vhost-user socket while
@@ -239,6 +239,13 @@ impl DisplaySocket {
             std::sync::mpsc::RecvTimeoutError::Timeout => DisplayError::NoAnswer,
             std::sync::mpsc::RecvTimeoutError::Disconnected => DisplayError::Closed,
         })
+    }
+
+    /// Whether pixels of an earlier update are still waiting to be written: a sender that
+    /// keeps at most one frame in flight waits for this to turn false, so the frontend always
+    /// gets the newest content rather than a backlog.
+    pub fn update_in_flight(&self) -> bool {
+        self.shared.queued_bytes.load(Ordering::Acquire) > 0
     }
 
     /// Updates dropped because the backlog was full.

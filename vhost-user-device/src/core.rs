@@ -1,17 +1,31 @@
 //! State shared by the request handler and the serving loop (both on the serving thread): the
 //! device model, the memory table and the vrings.
 
+use std::time::{Duration, Instant};
+
 use virtio_queue::QueueT;
 
-use super::device::DeviceModel;
-use super::memory::MemoryTable;
-use super::vring::Vring;
+use crate::device::DeviceModel;
+use crate::memory::MemoryTable;
+use crate::vring::Vring;
+use qemu_display::DisplaySocket;
+
+/// Shortest time between two frames sent to the display: a 60 Hz monitor's refresh.
+pub const FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
 
 /// The device, its memory and its rings.
 pub struct Core<D> {
     pub device: D,
     pub memory: MemoryTable,
     pub vrings: Vec<Vring>,
+    display: Option<Presenter>,
+}
+
+/// The display socket and what it was last sent.
+struct Presenter {
+    socket: DisplaySocket,
+    shown: u64,
+    last: Option<Instant>,
 }
 
 impl<D: DeviceModel> Core<D> {
@@ -24,7 +38,39 @@ impl<D: DeviceModel> Core<D> {
             device,
             memory: MemoryTable::default(),
             vrings,
+            display: None,
         }
+    }
+
+    /// From now on frames go to `socket`, paced by [`Core::present`].
+    pub fn set_display(&mut self, socket: DisplaySocket) {
+        self.device.set_display(socket.clone());
+        self.display = Some(Presenter {
+            socket,
+            shown: 0,
+            last: None,
+        });
+    }
+
+    /// Sends the display the newest frame if it lacks it and a refresh interval has passed
+    /// since the last one. Returns how long until a frame still pending is due (`None`:
+    /// nothing pending), so the last frame is always delivered.
+    pub fn present(&mut self) -> Option<Duration> {
+        let presenter = self.display.as_mut()?;
+        if !self.device.frame_pending(presenter.shown) {
+            return None;
+        }
+        let now = Instant::now();
+        if let Some(wait) = presenter
+            .last
+            .and_then(|last| FRAME_INTERVAL.checked_sub(now.duration_since(last)))
+            .filter(|wait| !wait.is_zero())
+        {
+            return Some(wait);
+        }
+        presenter.shown = self.device.present(&presenter.socket, presenter.shown);
+        presenter.last = Some(now);
+        None
     }
 
     /// Serves queue `index`: lets the device consume what is available and interrupts the

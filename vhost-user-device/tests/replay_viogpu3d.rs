@@ -26,7 +26,7 @@ fn start_virgl_session() -> (Session, JoinHandle<()>) {
         })
         .expect("virglrenderer");
         let gpu = VirtioGpu::new(backend, GpuConfig::default()).expect("device");
-        devices::vhost_user::serve(theirs, gpu).expect("serving ends cleanly");
+        vhost_user_device::serve(theirs, gpu).expect("serving ends cleanly");
     });
     let session = Session::connect(
         ours,

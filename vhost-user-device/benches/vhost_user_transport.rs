@@ -7,7 +7,7 @@
 //!   guest pages into a host buffer, as TRANSFER_TO_HOST_2D does, compared with one memcpy of
 //!   the same bytes measured in the same run.
 //!
-//! Run: `cargo bench -p devices --bench vhost_user_transport`
+//! Run: `cargo bench -p vhost-user-device --bench vhost_user_transport`
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use devices::vhost_user::{Backend, DeviceModel, DisplaySocket};
+use vhost_user_device::{Backend, DeviceModel, DisplaySocket};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 

@@ -562,7 +562,7 @@ fn os_cstring(s: &OsStr) -> Result<CString, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jail::config::JailConfig;
+    use crate::config::JailConfig;
 
     const HOST: Host = Host {
         caller_is_root: true,
