@@ -113,6 +113,12 @@ impl DisplaySocket {
         Ok(DisplaySocket { commands, shared })
     }
 
+    /// [`DisplaySocket::start`] on a connected socket (the frontend's end of
+    /// VHOST_USER_GPU_SET_SOCKET).
+    pub fn from_stream(socket: std::os::unix::net::UnixStream) -> std::io::Result<DisplaySocket> {
+        DisplaySocket::start(GpuBackend::from_stream(socket))
+    }
+
     /// Announces scanout `scanout_id` at `width` x `height`; zero disables it.
     pub fn scanout(&self, scanout_id: u32, width: u32, height: u32) -> Result<(), DisplayError> {
         let index = scanout_index(scanout_id)?;

@@ -19,7 +19,9 @@ use crate::policy::{self, CompiledPolicy, PolicyError};
 use jail::verify::{self, NamespaceLink, ProcStatus, VerifyError};
 use jail::{self, ExitStatus, JailConfig, JailError, JailedProcess, PassFd, TreeEntry};
 
+mod frames;
 mod screenshot;
+pub use frames::{FrameBuffer, FrameError, FrameUpdate, MAX_FRAME_BYTES};
 pub use screenshot::{ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};
 
 /// The control tube's number in the GPU process.
@@ -104,6 +106,8 @@ pub enum GpuError {
     Unexpected(String, &'static str),
     #[error("refusing the GPU process's screenshot: {0}")]
     Screenshot(#[from] ScreenshotError),
+    #[error("refusing the GPU process's frame: {0}")]
+    Frame(#[from] FrameError),
     #[error("waiting for the GPU process: {0}")]
     Wait(#[source] std::io::Error),
 }

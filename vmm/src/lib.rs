@@ -5,6 +5,7 @@ pub mod engine;
 pub mod gpu_process;
 pub mod policy;
 pub mod probe;
+pub mod relay;
 pub mod run;
 pub mod sandbox_report;
 pub mod vm;

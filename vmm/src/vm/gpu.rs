@@ -36,6 +36,9 @@ pub trait GpuServer: Send {
     fn screenshot(&mut self) -> Option<Result<Frame, String>>;
     /// Something another thread can take the current scanout with (`None`: not supported).
     fn frame_source(&self) -> Option<super::vnc::FrameSource>;
+    /// QEMU's display socket, which rayvmm's relay kept from the server: from now on the
+    /// server's frames are shown there.
+    fn attach_display(&mut self, socket: std::os::unix::net::UnixStream);
 }
 
 /// QEMU's unjailed reference backend: a comparison point, never for untrusted guests.
@@ -91,6 +94,8 @@ impl GpuServer for ReferenceGpu {
     fn frame_source(&self) -> Option<super::vnc::FrameSource> {
         None
     }
+
+    fn attach_display(&mut self, _socket: std::os::unix::net::UnixStream) {}
 }
 
 impl Drop for ReferenceGpu {
@@ -105,6 +110,7 @@ const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1
 /// The jailed `ray-gpu`, serving the vhost-user socket at [`crate::gpu_process::VHOST_USER_FD`].
 pub struct JailedGpu {
     process: std::sync::Arc<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
+    frames: super::display::FramePump,
     description: String,
 }
 
@@ -168,8 +174,16 @@ impl JailedGpu {
             .name("gpu-monitor".into())
             .spawn(move || monitor(watched, sink))
             .map_err(|e| e.to_string())?;
+        let mode = options.display;
+        let frames = super::display::FramePump::start(
+            std::sync::Arc::clone(&process),
+            u64::from(mode.width) * u64::from(mode.height) * 4,
+            |message| eprintln!("rayvmm: {message}"),
+        )
+        .map_err(|e| format!("starting the frame pump: {e}"))?;
         Ok(JailedGpu {
             process,
+            frames,
             description,
         })
     }
@@ -262,28 +276,24 @@ impl GpuServer for JailedGpu {
     }
 
     fn screenshot(&mut self) -> Option<Result<Frame, String>> {
-        Some(take_frame(&self.process))
+        Some(latest_frame(self.frames.latest()))
     }
 
     fn frame_source(&self) -> Option<super::vnc::FrameSource> {
-        let process = std::sync::Arc::clone(&self.process);
-        Some(Box::new(move || take_frame(&process)))
+        let latest = self.frames.source();
+        Some(Box::new(move || latest_frame(latest())))
+    }
+
+    fn attach_display(&mut self, socket: std::os::unix::net::UnixStream) {
+        self.frames.attach_display(socket);
     }
 }
 
-/// The GPU process's current scanout. The process checks the answer (sizes, seals) before
-/// reading a byte of it.
-fn take_frame(process: &std::sync::Mutex<crate::gpu_process::GpuProcess>) -> Result<Frame, String> {
-    let frame = process
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .screenshot()
-        .map_err(|e| e.to_string())?;
-    Frame::from_xrgb8888(
-        frame.width,
-        frame.height,
-        frame.width as usize * 4,
-        &frame.pixels,
-    )
-    .map_err(|e| e.to_string())
+/// The newest frame the pump took from the GPU process (one frame path for screenshots, VNC
+/// and QEMU's display).
+fn latest_frame(
+    copy: Option<std::sync::Arc<super::display::ScanoutCopy>>,
+) -> Result<Frame, String> {
+    copy.ok_or_else(|| "the scanout has shown no frame yet".to_string())?
+        .to_frame()
 }

@@ -19,6 +19,7 @@
 //! `PR_SET_PDEATHSIG(SIGKILL)`, so none outlives rayvmm even if rayvmm is killed.
 
 pub mod child;
+mod display;
 pub mod frame;
 pub mod gpu;
 pub mod memory;
@@ -37,6 +38,7 @@ use thiserror::Error;
 
 use crate::engine::qemu::QemuEngine;
 use crate::engine::{accel, EngineError, EngineEvent, Machine, MachineSpec};
+use crate::relay::{FileIdentity, Relay, RelayConfig, RelayEvent};
 use crate::vm_config::{GpuBackendKind, PolicyAction, RunConfig};
 use control::display::DisplayMode;
 use frame::Frame;
@@ -102,6 +104,7 @@ enum Event {
     Signal(Signal),
     Engine(EngineEvent),
     Gpu(GpuEvent),
+    Relay(RelayEvent),
 }
 
 /// Runs the VM described by `config` to its end.
@@ -138,6 +141,28 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
     let gpu_sink: GpuSink = Box::new(move |e| {
         let _ = gpu_tx.lock().map(|tx| tx.send(Event::Gpu(e)));
     });
+    // The jailed GPU process never talks to QEMU directly: rayvmm's relay sits between them
+    // on the vhost-user socket and keeps QEMU's display socket (the unjailed reference
+    // backend, a comparison point only, is connected straight).
+    let (engine_end, relay) = match config.gpu_backend {
+        GpuBackendKind::Reference => (engine_end, None),
+        GpuBackendKind::RayGpu => {
+            // `engine_end` becomes the relay's end toward ray-gpu; QEMU gets a new pair's end.
+            let (qemu_end, relay_engine) = UnixStream::pair().map_err(VmError::Socket)?;
+            let identity = FileIdentity::of(ram.as_fd()).map_err(VmError::Socket)?;
+            let relay_tx = Mutex::new(tx.clone());
+            let relay = Relay::spawn(
+                relay_engine,
+                engine_end,
+                RelayConfig::new(identity),
+                Box::new(move |e| {
+                    let _ = relay_tx.lock().map(|tx| tx.send(Event::Relay(e)));
+                }),
+            )
+            .map_err(VmError::Socket)?;
+            (qemu_end, Some(relay))
+        }
+    };
     let gpu = spawn_gpu(config, gpu_end.into(), gpu_sink)?;
     say(&format!("GPU: {}", gpu.describe()));
     let vnc = match vnc_listener {
@@ -170,6 +195,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         engine_exit: None,
         last_frame: None,
         vnc,
+        relay,
     };
     let machine = match engine.launch(&spec, engine_sink) {
         Ok(m) => m,
@@ -275,6 +301,8 @@ struct Supervisor {
     engine_exit: Option<child::ExitDescription>,
     last_frame: Option<(Frame, Instant)>,
     vnc: Option<vnc::VncDisplay>,
+    /// Between QEMU and the jailed GPU process on the vhost-user socket.
+    relay: Option<Relay>,
 }
 
 /// Says how the GPU process died, with the call its filter refused when it reported one.
@@ -336,7 +364,40 @@ impl Supervisor {
                     say(&format!("{msg}; stopping the VM"));
                     return self.finish(1, msg);
                 }
+                Event::Relay(event) => {
+                    if let Some(outcome) = self.relay_event(event) {
+                        return outcome;
+                    }
+                }
             }
+        }
+    }
+
+    /// What the relay between QEMU and the GPU process saw; `Some` ends the run.
+    fn relay_event(&mut self, event: RelayEvent) -> Option<Outcome> {
+        match event {
+            RelayEvent::DisplaySocket(socket) => {
+                self.gpu.attach_display(socket);
+                None
+            }
+            RelayEvent::BackendViolation(what) => {
+                let msg = format!("the GPU process broke the vhost-user protocol: {what}");
+                say(&format!("{msg}; stopping it and the VM"));
+                self.gpu.kill();
+                Some(self.finish(1, msg))
+            }
+            RelayEvent::FrontendViolation(what) => {
+                let msg = format!("QEMU sent a vhost-user message rayvmm refuses: {what}");
+                say(&format!("{msg}; stopping the VM"));
+                Some(self.finish(1, msg))
+            }
+            RelayEvent::Failed(what) => {
+                let msg = format!("the vhost-user relay failed: {what}");
+                say(&format!("{msg}; stopping the VM"));
+                Some(self.finish(1, msg))
+            }
+            // The end of the process on that side is reported by its own monitor.
+            RelayEvent::Closed { .. } => None,
         }
     }
 
@@ -381,6 +442,8 @@ impl Supervisor {
                 self.wait_until(|s| !s.gpu_alive, GPU_STOP_TIMEOUT);
             }
         }
+        // Last: both of its peers are gone, so nothing is cut off mid-message.
+        drop(self.relay.take());
     }
 
     /// Consumes events until `done` holds or `timeout` passes; notes child exits on the way.

@@ -1,0 +1,302 @@
+//! One frame path: a pump takes frames from the jailed GPU process on demand (at QEMU's
+//! display refresh, about 33 per second, one request at a time, only what changed) and feeds every consumer from the copy
+//! it keeps: QEMU's display (SCANOUT and UPDATE, from geometry checked here, so no byte the
+//! GPU process writes reaches QEMU's display code), VNC viewers, and screenshots.
+
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use control::messages::FrameRect;
+use qemu_display::DisplaySocket;
+
+use crate::gpu_process::{FrameBuffer, FrameUpdate, GpuProcess};
+
+use super::frame::Frame;
+
+/// Shortest time between two frame requests: QEMU's displays refresh every 30 ms
+/// (`GUI_REFRESH_INTERVAL_DEFAULT`), so a frame more often than that is never shown, and
+/// every frame costs a readback in the GPU process and a composite on QEMU's main thread.
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(30);
+
+/// The scanout as rayvmm last saw it: B, G, R, X pixels, rows of `width * 4` bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanoutCopy {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+impl ScanoutCopy {
+    fn black(width: u32, height: u32) -> ScanoutCopy {
+        ScanoutCopy {
+            width,
+            height,
+            pixels: vec![0; width as usize * height as usize * 4],
+        }
+    }
+
+    /// Writes `pixels` (rows of `rect.width * 4` bytes) at `rect`, which the caller checked
+    /// lies inside the copy.
+    fn patch(&mut self, rect: FrameRect, pixels: &[u8]) {
+        let row = rect.width as usize * 4;
+        let stride = self.width as usize * 4;
+        for (i, src) in pixels.chunks_exact(row).enumerate() {
+            let at = (rect.y as usize + i) * stride + rect.x as usize * 4;
+            self.pixels[at..at + row].copy_from_slice(src);
+        }
+    }
+
+    /// As an RGB image.
+    pub fn to_frame(&self) -> Result<Frame, String> {
+        Frame::from_xrgb8888(
+            self.width,
+            self.height,
+            self.width as usize * 4,
+            &self.pixels,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// What the pump shares with the other threads.
+#[derive(Default)]
+struct Shared {
+    latest: Mutex<Option<Arc<ScanoutCopy>>>,
+    display: Mutex<Option<PendingDisplay>>,
+    stop: AtomicBool,
+}
+
+/// QEMU's display socket, until the pump takes it over.
+struct PendingDisplay(UnixStream);
+
+/// The frame pump, running until dropped.
+pub struct FramePump {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FramePump {
+    /// Starts pumping frames of `process`, into a first frame buffer of `initial_bytes`.
+    pub fn start(
+        process: Arc<Mutex<GpuProcess>>,
+        initial_bytes: u64,
+        report: impl Fn(String) + Send + 'static,
+    ) -> std::io::Result<FramePump> {
+        let shared = Arc::new(Shared::default());
+        let pumped = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("gpu-frames".into())
+            .spawn(move || pump(&process, &pumped, initial_bytes, &report))?;
+        Ok(FramePump {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// From now on the frames also go to QEMU's display, on `socket` (the one QEMU passed with
+    /// VHOST_USER_GPU_SET_SOCKET, kept by rayvmm's relay).
+    pub fn attach_display(&self, socket: UnixStream) {
+        *lock(&self.shared.display) = Some(PendingDisplay(socket));
+    }
+
+    /// The newest frame, if the scanout has shown one.
+    pub fn latest(&self) -> Option<Arc<ScanoutCopy>> {
+        lock(&self.shared.latest).clone()
+    }
+
+    /// A function other threads call for the newest frame.
+    pub fn source(&self) -> impl Fn() -> Option<Arc<ScanoutCopy>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || lock(&shared.latest).clone()
+    }
+}
+
+impl Drop for FramePump {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The pump's own state.
+struct Pump {
+    buffer: Option<FrameBuffer>,
+    since: u64,
+    /// Shared with consumers; patched in place unless one still holds the previous frame.
+    copy: Option<Arc<ScanoutCopy>>,
+    display: Option<DisplaySocket>,
+    /// The display was attached and has not been shown the current copy yet.
+    announce: bool,
+    failures: u32,
+}
+
+fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report: &dyn Fn(String)) {
+    let mut state = Pump {
+        buffer: None,
+        since: 0,
+        copy: None,
+        display: None,
+        announce: false,
+        failures: 0,
+    };
+    let mut want_bytes = initial_bytes;
+    while !shared.stop.load(Ordering::Acquire) {
+        let started = Instant::now();
+        if let Some(PendingDisplay(socket)) = lock(&shared.display).take() {
+            match DisplaySocket::from_stream(socket) {
+                Ok(display) => {
+                    state.display = Some(display);
+                    state.announce = true;
+                }
+                Err(e) => report(format!("QEMU's display socket: {e}")),
+            }
+        }
+        state.show_pending();
+        // At most one update in flight toward QEMU: while it is being written, the next
+        // request waits, and then brings everything flushed since (newest content wins).
+        let display_busy = state
+            .display
+            .as_ref()
+            .is_some_and(DisplaySocket::update_in_flight);
+        if !display_busy {
+            if state.buffer.is_none() {
+                match FrameBuffer::new(want_bytes) {
+                    Ok(buffer) => state.buffer = Some(buffer),
+                    Err(e) => {
+                        report(format!("frames: {e}"));
+                        return;
+                    }
+                }
+            }
+            let buffer = state.buffer.as_mut().expect("made above");
+            let update = lock(process).frame(buffer, state.since);
+            match update {
+                Ok(FrameUpdate::NeedsBuffer { bytes }) => {
+                    want_bytes = bytes;
+                    state.buffer = None;
+                }
+                Ok(update) => {
+                    state.failures = 0;
+                    // The pump holds the only reference unless a consumer still reads the
+                    // previous frame, so patching it in place copies nothing.
+                    state.copy = lock(&shared.latest).take();
+                    state.apply(update);
+                    *lock(&shared.latest) = state.copy.clone();
+                }
+                Err(e) => {
+                    state.failures += 1;
+                    // One line, not sixty a second: the process's end is reported elsewhere.
+                    if state.failures == 1 {
+                        report(format!("frames from the GPU process: {e}"));
+                    }
+                }
+            }
+        }
+        std::thread::sleep(FRAME_INTERVAL.saturating_sub(started.elapsed()));
+    }
+}
+
+impl Pump {
+    /// Applies a checked update to the copy and the display.
+    fn apply(&mut self, update: FrameUpdate) {
+        match update {
+            FrameUpdate::Unchanged | FrameUpdate::NeedsBuffer { .. } => {}
+            FrameUpdate::Disabled { generation } => {
+                self.since = generation;
+                self.copy = None;
+                if let Some(display) = &self.display {
+                    log_display(display.scanout(0, 0, 0));
+                }
+            }
+            FrameUpdate::Pixels {
+                generation,
+                width,
+                height,
+                rect,
+                pixels,
+            } => {
+                self.since = generation;
+                let resized = self
+                    .copy
+                    .as_ref()
+                    .is_none_or(|c| (c.width, c.height) != (width, height));
+                if resized {
+                    self.copy = Some(Arc::new(ScanoutCopy::black(width, height)));
+                }
+                let copy = self.copy.as_mut().expect("made above");
+                Arc::make_mut(copy).patch(rect, &pixels);
+                if let Some(display) = &self.display {
+                    if resized {
+                        log_display(display.scanout(0, width, height));
+                    }
+                    let r = (rect.x, rect.y, rect.width, rect.height);
+                    log_display(display.update(0, r, &pixels));
+                }
+            }
+        }
+    }
+
+    /// Shows a newly attached display the whole current copy.
+    fn show_pending(&mut self) {
+        if !self.announce {
+            return;
+        }
+        self.announce = false;
+        let (Some(display), Some(copy)) = (&self.display, &self.copy) else {
+            return;
+        };
+        log_display(display.scanout(0, copy.width, copy.height));
+        let whole = (0, 0, copy.width, copy.height);
+        log_display(display.update(0, whole, &copy.pixels));
+    }
+}
+
+/// A display message that could not go: QEMU went away (its end is reported elsewhere) or
+/// the backlog is full (the next frame repaints).
+fn log_display(result: Result<(), qemu_display::DisplayError>) {
+    match result {
+        // QEMU closes it on its way out; its end is reported by the engine's monitor.
+        Ok(()) | Err(qemu_display::DisplayError::Closed) => {}
+        Err(e) => log_once(&e.to_string()),
+    }
+}
+
+fn log_once(message: &str) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!("rayvmm: QEMU's display: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_writes_the_rectangle_rows_in_place() {
+        let mut copy = ScanoutCopy::black(3, 2);
+        let rect = FrameRect {
+            x: 1,
+            y: 1,
+            width: 2,
+            height: 1,
+        };
+
+        copy.patch(rect, &[1, 1, 1, 1, 2, 2, 2, 2]);
+
+        let mut expected = vec![0u8; 24];
+        expected[16..24].copy_from_slice(&[1, 1, 1, 1, 2, 2, 2, 2]);
+        assert_eq!(copy.pixels, expected);
+    }
+}
