@@ -11,6 +11,8 @@ packages=(
   linux-libc-dev
   # tracing the GPU process to derive its policy (`ray-seccomp learn`)
   strace
+  # `ss`: the display-socket test reads who holds each end of every Unix socket
+  iproute2
 )
 
 missing=()

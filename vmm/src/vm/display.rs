@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use control::messages::FrameRect;
 use qemu_display::DisplaySocket;
 
-use crate::gpu_process::{FrameBuffer, FrameUpdate, GpuProcess};
+use crate::gpu_process::{FrameBuffer, FrameUpdate, GpuError, GpuProcess};
 
 use super::frame::Frame;
 
@@ -193,6 +193,13 @@ fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report
                     state.copy = lock(&shared.latest).take();
                     state.apply(update);
                     *lock(&shared.latest) = state.copy.clone();
+                }
+                Err(e @ (GpuError::Frame(_) | GpuError::Unexpected(..))) => {
+                    // A claim that breaks the frame protocol: the process may be compromised.
+                    // Its death ends the VM, reported by the supervisor with this reason.
+                    report(format!("{e}; stopping the GPU process"));
+                    let _ = lock(process).kill();
+                    return;
                 }
                 Err(e) => {
                     state.failures += 1;
