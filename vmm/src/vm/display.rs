@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use control::messages::FrameRect;
+use control::tube::TubeError;
 use qemu_display::DisplaySocket;
 
 use crate::gpu_process::{FrameBuffer, FrameUpdate, GpuError, GpuProcess};
@@ -201,6 +202,8 @@ fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report
                     let _ = lock(process).kill();
                     return;
                 }
+                // The process ended: its monitor reports how.
+                Err(GpuError::Tube(TubeError::Disconnected)) => return,
                 Err(e) => {
                     state.failures += 1;
                     // One line, not sixty a second: the process's end is reported elsewhere.
