@@ -23,10 +23,10 @@ pub enum ToGpu {
     /// the GPU process needs no `memfd_create` (which, with executable memory, would let
     /// injected code run without touching the file system).
     Screenshot,
-    /// What changed on scanout 0 since the supervisor saw frame generation `since` (0:
-    /// nothing yet)? Changed pixels go into the frame buffer; the answer is
-    /// [`FromGpu::Frame`]. Pixels are read back from the renderer only now, never on the
-    /// guest's flush.
+    /// What changed on scanout 0 since the supervisor saw frame generation `since`, and on
+    /// its cursor since cursor generation `cursor_since` (0: nothing yet)? Changed pixels go
+    /// into the frame buffer; the answer is [`FromGpu::Frame`]. Pixels are read back from the
+    /// renderer only now, never on the guest's flush.
     ///
     /// With `new_buffer: Some(bytes)`, the memfd attached as descriptor 0 becomes the frame
     /// buffer first: the supervisor made it, sized it to `bytes` and sealed it against
@@ -35,6 +35,8 @@ pub enum ToGpu {
     /// in the jail and a mapping per frame in the supervisor).
     Frame {
         since: u64,
+        #[serde(default)]
+        cursor_since: u64,
         #[serde(default)]
         new_buffer: Option<u64>,
     },
@@ -56,8 +58,8 @@ pub enum FromGpu {
     /// cap, hence the memfd. Untrusted: the supervisor seals the memfd against further
     /// change, then checks its size against the claim before reading it.
     Screenshot { width: u32, height: u32 },
-    /// Answer to [`ToGpu::Frame`].
-    Frame(FrameReply),
+    /// Answer to [`ToGpu::Frame`]: the frame, and the cursor.
+    Frame(FrameReply, CursorReply),
     /// Trap-and-report mode: the filter refused this call; the process exits next.
     BlockedSyscall(BlockedSyscall),
     /// A request could not be carried out.
@@ -111,6 +113,28 @@ pub enum FrameReply {
     TooLarge { bytes: u64 },
     /// No frame buffer was given yet, or no device is being served.
     NoBuffer,
+}
+
+/// What changed about scanout 0's cursor, as the GPU process claims it. Untrusted: the
+/// supervisor checks the image size and hot spot before showing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CursorReply {
+    /// Nothing since the generation asked about.
+    Unchanged,
+    /// Hidden, as of `generation`.
+    Hidden { generation: u64 },
+    /// Moved to (`x`, `y`); the image is the one the supervisor has.
+    Moved { generation: u64, x: u32, y: u32 },
+    /// At (`x`, `y`), showing a new 64x64 image: `pixels` are B, G, R, A in memory, rows of
+    /// 256 bytes; (`hot_x`, `hot_y`) is its hot spot.
+    Image {
+        generation: u64,
+        x: u32,
+        y: u32,
+        hot_x: u32,
+        hot_y: u32,
+        pixels: Vec<u8>,
+    },
 }
 
 /// A rectangle of a frame, in pixels.

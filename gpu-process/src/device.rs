@@ -14,11 +14,11 @@ use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
 use control::display::DisplayMode as RequestedMode;
-use control::messages::{FrameRect, FrameReply, FromGpu, RendererMode, ToGpu};
+use control::messages::{CursorReply, FrameRect, FrameReply, FromGpu, RendererMode, ToGpu};
 use control::tube::{Tube, TubeError};
 use devices::virtio_gpu::{
-    Backend, BackendConfig, BackendInfo, DisplayMode, FrameChange, GpuConfig, RendererChoice,
-    RendererKind, VirtioGpu,
+    Backend, BackendConfig, BackendInfo, CursorChange, DisplayMode, FrameChange, GpuConfig,
+    RendererChoice, RendererKind, VirtioGpu,
 };
 use nix::sys::stat::{fstat, SFlag};
 use vhost_user_device::DeviceHandle;
@@ -157,7 +157,11 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
                 Ok((width, height)) => tube.send(&FromGpu::Screenshot { width, height })?,
                 Err(err) => tube.send(&FromGpu::Error(format!("screenshot: {err:#}")))?,
             },
-            ToGpu::Frame { since, new_buffer } => {
+            ToGpu::Frame {
+                since,
+                cursor_since,
+                new_buffer,
+            } => {
                 if let Some(bytes) = new_buffer {
                     match fds.take(0) {
                         Ok(fd) => {
@@ -172,8 +176,8 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
                         }
                     }
                 }
-                match frame(device, frame_buffer.as_ref(), since) {
-                    Ok(reply) => tube.send(&FromGpu::Frame(reply))?,
+                match frame(device, frame_buffer.as_ref(), since, cursor_since) {
+                    Ok((frame, cursor)) => tube.send(&FromGpu::Frame(frame, cursor))?,
                     Err(err) => tube.send(&FromGpu::Error(format!("frame: {err:#}")))?,
                 }
             }
@@ -190,23 +194,44 @@ struct FrameBuffer {
 }
 
 /// Reads back what changed on scanout 0 since generation `since` (on the serving thread,
-/// between two requests) and writes it into `buffer`.
+/// between two requests) and writes it into `buffer`, and says what changed about the cursor
+/// since cursor generation `cursor_since`.
 fn frame(
     device: Option<&DeviceHandle<VirtioGpu>>,
     buffer: Option<&FrameBuffer>,
     since: u64,
-) -> Result<FrameReply> {
+    cursor_since: u64,
+) -> Result<(FrameReply, CursorReply)> {
     let (Some(device), Some(buffer)) = (device, buffer) else {
-        return Ok(FrameReply::NoBuffer);
+        return Ok((FrameReply::NoBuffer, CursorReply::Unchanged));
     };
-    let change = device.with(move |gpu| gpu.take_frame(0, since))??;
-    Ok(match change {
+    let (change, cursor) =
+        device.with(move |gpu| (gpu.take_frame(0, since), gpu.take_cursor(cursor_since)))?;
+    let cursor = match cursor {
+        CursorChange::Unchanged => CursorReply::Unchanged,
+        CursorChange::Hidden { generation } => CursorReply::Hidden { generation },
+        CursorChange::Moved { generation, x, y } => CursorReply::Moved { generation, x, y },
+        CursorChange::Image {
+            generation,
+            x,
+            y,
+            image,
+        } => CursorReply::Image {
+            generation,
+            x,
+            y,
+            hot_x: image.hot_x,
+            hot_y: image.hot_y,
+            pixels: image.pixels,
+        },
+    };
+    let frame = match change? {
         FrameChange::Unchanged => FrameReply::Unchanged,
         FrameChange::Disabled { generation } => FrameReply::Disabled { generation },
         FrameChange::Pixels(frame) => {
             let bytes = frame.pixels.len() as u64;
             if bytes > buffer.bytes {
-                return Ok(FrameReply::TooLarge { bytes });
+                return Ok((FrameReply::TooLarge { bytes }, cursor));
             }
             buffer
                 .file
@@ -224,7 +249,8 @@ fn frame(
                 },
             }
         }
-    })
+    };
+    Ok((frame, cursor))
 }
 
 /// Writes scanout 0's pixels into the supervisor's `memfd`, returning the frame's size.

@@ -14,7 +14,7 @@ use super::cursor::cursor_image;
 use super::edid::build_edid;
 use super::error::{GpuError, GpuResult};
 use super::fence::{FenceQueue, HeldResponse, Timeline};
-use super::frames::{FrameChange, FramePixels, FrameTrack};
+use super::frames::{CursorChange, CursorTrack, FrameChange, FramePixels, FrameTrack};
 use super::pixels::to_bgra;
 use super::protocol::*;
 use super::resources::{virgl_bytes_per_pixel, Resource, ResourceKind, ResourceTable, FORMATS_2D};
@@ -131,6 +131,8 @@ pub struct VirtioGpu {
     scanouts: Vec<Scanout>,
     /// What each scanout's frame consumer has not seen yet.
     frames: Vec<FrameTrack>,
+    /// The cursor of scanout 0, for consumers that take it ([`VirtioGpu::take_cursor`]).
+    cursor: CursorTrack,
     fences: FenceQueue,
     /// Responses released outside fence processing (a destroyed context's held fences).
     released: Vec<HeldResponse>,
@@ -179,6 +181,7 @@ impl VirtioGpu {
             contexts: BTreeMap::new(),
             scanouts,
             frames,
+            cursor: CursorTrack::default(),
             fences: FenceQueue::default(),
             released: Vec::new(),
             events_read: 0,
@@ -1161,6 +1164,9 @@ impl VirtioGpu {
     fn update_cursor(&mut self, c: &UpdateCursor) -> GpuResult<Response> {
         self.scanout_index(c.pos.scanout_id)?;
         if c.resource_id == 0 {
+            if c.pos.scanout_id == 0 {
+                self.cursor.set((c.pos.x, c.pos.y), None);
+            }
             self.sink
                 .cursor_update(c.pos.scanout_id, c.pos.x, c.pos.y, None);
             return Ok(Response::NoData);
@@ -1181,6 +1187,9 @@ impl VirtioGpu {
         let format = resource.format;
         let pixels = self.backend.read_rect(c.resource_id, rect)?;
         let image = cursor_image(format, rect.width, rect.height, pixels, c.hot_x, c.hot_y);
+        if c.pos.scanout_id == 0 {
+            self.cursor.set((c.pos.x, c.pos.y), Some(image.clone()));
+        }
         self.sink
             .cursor_update(c.pos.scanout_id, c.pos.x, c.pos.y, Some(&image));
         Ok(Response::NoData)
@@ -1188,6 +1197,9 @@ impl VirtioGpu {
 
     fn move_cursor(&mut self, c: &UpdateCursor) -> GpuResult<Response> {
         self.scanout_index(c.pos.scanout_id)?;
+        if c.pos.scanout_id == 0 {
+            self.cursor.moved((c.pos.x, c.pos.y));
+        }
         self.sink.cursor_move(c.pos.scanout_id, c.pos.x, c.pos.y);
         Ok(Response::NoData)
     }
@@ -1214,6 +1226,12 @@ impl VirtioGpu {
             format,
             pixels,
         })
+    }
+
+    /// What changed about scanout 0's cursor since the consumer saw generation `since` (0:
+    /// nothing yet). The image travels only when the consumer lacks it.
+    pub fn take_cursor(&self, since: u64) -> CursorChange {
+        self.cursor.since(since)
     }
 
     /// The generation of what scanout `scanout_id` shows now (`None`: no such scanout).
@@ -1278,6 +1296,9 @@ impl VirtioGpu {
             if self.scanouts[index].resource_id != 0 {
                 self.disable_scanout(index);
             }
+        }
+        if self.cursor.since(0) != CursorChange::Unchanged {
+            self.cursor.set((0, 0), None);
         }
         self.fences.clear();
         self.released.clear();

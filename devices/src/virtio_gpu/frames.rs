@@ -7,6 +7,7 @@
 //! the whole frame.
 
 use super::protocol::Rect;
+use super::sink::CursorImage;
 
 /// What changed on a scanout since the generation a consumer last saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,70 @@ pub struct FramePixels {
     pub rect: Rect,
     /// `rect.width * rect.height` pixels, rows of `rect.width * 4` bytes, B, G, R, X in memory.
     pub pixels: Vec<u8>,
+}
+
+/// What changed about the cursor since the generation a consumer last saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CursorChange {
+    /// Nothing.
+    Unchanged,
+    /// The cursor is hidden (as of `generation`).
+    Hidden { generation: u64 },
+    /// It moved to (`x`, `y`) on scanout 0; its image is the one the consumer has.
+    Moved { generation: u64, x: u32, y: u32 },
+    /// It is at (`x`, `y`) on scanout 0 and shows `image`, new to the consumer.
+    Image {
+        generation: u64,
+        x: u32,
+        y: u32,
+        image: CursorImage,
+    },
+}
+
+/// The cursor of scanout 0 as consumers see it, with the generations that tell them what
+/// they lack.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CursorTrack {
+    generation: u64,
+    /// The generation at which the image last changed.
+    image_generation: u64,
+    position: (u32, u32),
+    image: Option<CursorImage>,
+}
+
+impl CursorTrack {
+    /// The guest set a new image (`None`: hid the cursor) at `position`.
+    pub fn set(&mut self, position: (u32, u32), image: Option<CursorImage>) {
+        self.generation += 1;
+        self.image_generation = self.generation;
+        self.position = position;
+        self.image = image;
+    }
+
+    /// The guest moved the cursor.
+    pub fn moved(&mut self, position: (u32, u32)) {
+        self.generation += 1;
+        self.position = position;
+    }
+
+    /// What a consumer that last saw generation `since` lacks.
+    pub fn since(&self, since: u64) -> CursorChange {
+        let (x, y) = self.position;
+        let generation = self.generation;
+        match &self.image {
+            _ if since == generation => CursorChange::Unchanged,
+            None => CursorChange::Hidden { generation },
+            Some(_) if since >= self.image_generation && since < generation => {
+                CursorChange::Moved { generation, x, y }
+            }
+            Some(image) => CursorChange::Image {
+                generation,
+                x,
+                y,
+                image: image.clone(),
+            },
+        }
+    }
 }
 
 /// Per-scanout record of changes since the last frame handed out.
@@ -183,6 +248,68 @@ mod tests {
         let part = track.stale_part(seen, 8, 8);
 
         assert_eq!(part, None);
+    }
+
+    fn arrow() -> CursorImage {
+        CursorImage {
+            hot_x: 1,
+            hot_y: 2,
+            pixels: vec![7; 16],
+        }
+    }
+
+    #[test]
+    fn cursor_consumer_without_the_image_gets_it() {
+        let mut cursor = CursorTrack::default();
+        cursor.set((5, 6), Some(arrow()));
+        cursor.moved((7, 8));
+
+        let change = cursor.since(0);
+
+        assert_eq!(
+            change,
+            CursorChange::Image {
+                generation: 2,
+                x: 7,
+                y: 8,
+                image: arrow()
+            }
+        );
+    }
+
+    #[test]
+    fn cursor_consumer_with_the_image_gets_only_the_move() {
+        let mut cursor = CursorTrack::default();
+        cursor.set((5, 6), Some(arrow()));
+        cursor.moved((7, 8));
+
+        let change = cursor.since(1);
+
+        assert_eq!(
+            change,
+            CursorChange::Moved {
+                generation: 2,
+                x: 7,
+                y: 8
+            }
+        );
+    }
+
+    #[test]
+    fn hidden_cursor_says_so_and_then_nothing() {
+        let mut cursor = CursorTrack::default();
+        cursor.set((5, 6), Some(arrow()));
+        cursor.set((0, 0), None);
+
+        let changes = (cursor.since(1), cursor.since(2));
+
+        assert_eq!(
+            changes,
+            (
+                CursorChange::Hidden { generation: 2 },
+                CursorChange::Unchanged
+            )
+        );
     }
 
     #[test]

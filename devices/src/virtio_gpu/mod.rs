@@ -44,5 +44,5 @@ pub use chain::{ChainError, MAX_DESCRIPTORS};
 pub use config::{ConfigError, DisplayMode, GpuConfig, Limits};
 pub use device::{QueueError, QueueKind, ScanoutImage, VirtioGpu};
 pub use error::GpuError;
-pub use frames::{FrameChange, FramePixels};
+pub use frames::{CursorChange, FrameChange, FramePixels};
 pub use sink::{CursorImage, DisplaySink, NullSink, CURSOR_BYTES, CURSOR_DIM};

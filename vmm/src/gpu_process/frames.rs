@@ -7,7 +7,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 
-use control::messages::{FrameRect, FrameReply, FromGpu, ToGpu, FRAME_BUFFER_SEALS};
+use control::messages::{CursorReply, FrameRect, FrameReply, FromGpu, ToGpu, FRAME_BUFFER_SEALS};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use thiserror::Error;
@@ -38,7 +38,14 @@ pub enum FrameError {
     FalseTooLarge { bytes: u64, capacity: u64 },
     #[error("reading the frame buffer: {0}")]
     Read(String),
+    #[error("cursor image of {got} bytes; a 64x64 image has {CURSOR_BYTES}")]
+    CursorSize { got: usize },
+    #[error("cursor hot spot ({x}, {y}) lies outside its 64x64 image")]
+    CursorHotSpot { x: u32, y: u32 },
 }
+
+/// Bytes of a cursor image: 64 x 64 pixels of 4 bytes.
+pub const CURSOR_BYTES: usize = 64 * 64 * 4;
 
 /// rayvmm's end of the frame buffer.
 #[derive(Debug)]
@@ -105,10 +112,19 @@ impl GpuProcess {
     /// Asks what changed on scanout 0 since generation `since`, giving the process `buffer`
     /// first if it does not hold it yet, and reads the change from the buffer after checking
     /// the answer.
-    pub fn frame(&mut self, buffer: &mut FrameBuffer, since: u64) -> Result<FrameUpdate, GpuError> {
+    pub fn frame(
+        &mut self,
+        buffer: &mut FrameBuffer,
+        since: u64,
+        cursor_since: u64,
+    ) -> Result<(FrameUpdate, CursorReply), GpuError> {
         self.tube.set_recv_timeout(Some(self.request_timeout))?;
         let new_buffer = (!buffer.given).then_some(buffer.bytes);
-        let request = ToGpu::Frame { since, new_buffer };
+        let request = ToGpu::Frame {
+            since,
+            cursor_since,
+            new_buffer,
+        };
         if buffer.given {
             self.tube.send(&request)?;
         } else {
@@ -116,11 +132,33 @@ impl GpuProcess {
             buffer.given = true;
         }
         match self.tube.recv::<FromGpu>()? {
-            FromGpu::Frame(reply) => Ok(check(reply, buffer)?),
+            FromGpu::Frame(frame, cursor) => Ok((check(frame, buffer)?, check_cursor(cursor)?)),
             FromGpu::Error(message) => Err(GpuError::Child(message)),
             other => Err(self.unexpected(other, "a frame")),
         }
     }
+}
+
+/// Checks a cursor image's size and hot spot.
+fn check_cursor(reply: CursorReply) -> Result<CursorReply, FrameError> {
+    if let CursorReply::Image {
+        hot_x,
+        hot_y,
+        pixels,
+        ..
+    } = &reply
+    {
+        if pixels.len() != CURSOR_BYTES {
+            return Err(FrameError::CursorSize { got: pixels.len() });
+        }
+        if *hot_x >= 64 || *hot_y >= 64 {
+            return Err(FrameError::CursorHotSpot {
+                x: *hot_x,
+                y: *hot_y,
+            });
+        }
+    }
+    Ok(reply)
 }
 
 /// Checks `reply` against the frame limits and `buffer`, and reads the pixels it announces.
@@ -322,6 +360,43 @@ mod tests {
                 bytes: MAX_FRAME_BYTES + 1
             })
         );
+    }
+
+    fn cursor_image(hot_x: u32, hot_y: u32, bytes: usize) -> CursorReply {
+        CursorReply::Image {
+            generation: 1,
+            x: 10,
+            y: 10,
+            hot_x,
+            hot_y,
+            pixels: vec![0; bytes],
+        }
+    }
+
+    #[test]
+    fn cursor_image_of_the_wrong_size_is_refused() {
+        let result = check_cursor(cursor_image(0, 0, CURSOR_BYTES - 4));
+
+        assert_eq!(
+            result,
+            Err(FrameError::CursorSize {
+                got: CURSOR_BYTES - 4
+            })
+        );
+    }
+
+    #[test]
+    fn cursor_hot_spot_outside_the_image_is_refused() {
+        let result = check_cursor(cursor_image(64, 3, CURSOR_BYTES));
+
+        assert_eq!(result, Err(FrameError::CursorHotSpot { x: 64, y: 3 }));
+    }
+
+    #[test]
+    fn well_formed_cursor_image_is_accepted() {
+        let result = check_cursor(cursor_image(63, 0, CURSOR_BYTES));
+
+        assert_eq!(result, Ok(cursor_image(63, 0, CURSOR_BYTES)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use control::messages::FrameRect;
+use control::messages::{CursorReply, FrameRect};
 use control::tube::TubeError;
 use qemu_display::DisplaySocket;
 
@@ -140,6 +140,8 @@ struct Pump {
     /// The display was attached and has not been shown the current copy yet.
     announce: bool,
     failures: u32,
+    /// The cursor generation rayvmm last got.
+    cursor_since: u64,
 }
 
 fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report: &dyn Fn(String)) {
@@ -150,6 +152,7 @@ fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report
         display: None,
         announce: false,
         failures: 0,
+        cursor_since: 0,
     };
     let mut want_bytes = initial_bytes;
     while !shared.stop.load(Ordering::Acquire) {
@@ -159,6 +162,8 @@ fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report
                 Ok(display) => {
                     state.display = Some(display);
                     state.announce = true;
+                    // The new display has no cursor yet: the next answer brings the image.
+                    state.cursor_since = 0;
                 }
                 Err(e) => report(format!("QEMU's display socket: {e}")),
             }
@@ -181,14 +186,16 @@ fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report
                 }
             }
             let buffer = state.buffer.as_mut().expect("made above");
-            let update = lock(process).frame(buffer, state.since);
+            let update = lock(process).frame(buffer, state.since, state.cursor_since);
             match update {
-                Ok(FrameUpdate::NeedsBuffer { bytes }) => {
+                Ok((FrameUpdate::NeedsBuffer { bytes }, cursor)) => {
+                    state.cursor(cursor);
                     want_bytes = bytes;
                     state.buffer = None;
                 }
-                Ok(update) => {
+                Ok((update, cursor)) => {
                     state.failures = 0;
+                    state.cursor(cursor);
                     // The pump holds the only reference unless a consumer still reads the
                     // previous frame, so patching it in place copies nothing.
                     state.copy = lock(&shared.latest).take();
@@ -252,6 +259,39 @@ impl Pump {
                     }
                     let r = (rect.x, rect.y, rect.width, rect.height);
                     log_display(display.update(0, r, &pixels));
+                }
+            }
+        }
+    }
+
+    /// Shows QEMU's display a checked cursor change.
+    fn cursor(&mut self, cursor: CursorReply) {
+        let display = self.display.as_ref();
+        match cursor {
+            CursorReply::Unchanged => {}
+            CursorReply::Hidden { generation } => {
+                self.cursor_since = generation;
+                if let Some(display) = display {
+                    log_display(display.cursor_move(0, (0, 0), false));
+                }
+            }
+            CursorReply::Moved { generation, x, y } => {
+                self.cursor_since = generation;
+                if let Some(display) = display {
+                    log_display(display.cursor_move(0, (x, y), true));
+                }
+            }
+            CursorReply::Image {
+                generation,
+                x,
+                y,
+                hot_x,
+                hot_y,
+                pixels,
+            } => {
+                self.cursor_since = generation;
+                if let Some(display) = display {
+                    log_display(display.cursor_update(0, (x, y), (hot_x, hot_y), &pixels));
                 }
             }
         }
