@@ -139,8 +139,19 @@ impl DisplaySocket {
     pub fn update(
         &self,
         scanout_id: u32,
-        (x, y, width, height): (u32, u32, u32, u32),
+        rect: (u32, u32, u32, u32),
         pixels: &[u8],
+    ) -> Result<(), DisplayError> {
+        self.update_owned(scanout_id, rect, pixels.to_vec())
+    }
+
+    /// [`DisplaySocket::update`] for pixels the caller no longer needs: they go to the writer
+    /// without a copy.
+    pub fn update_owned(
+        &self,
+        scanout_id: u32,
+        (x, y, width, height): (u32, u32, u32, u32),
+        pixels: Vec<u8>,
     ) -> Result<(), DisplayError> {
         let index = scanout_index(scanout_id)?;
         let (scanout_width, scanout_height) = self
@@ -190,7 +201,7 @@ impl DisplaySocket {
                 width,
                 height,
             },
-            pixels: pixels.to_vec(),
+            pixels,
         })
     }
 

@@ -27,7 +27,11 @@ pub fn to_bgra(format: u32, pixels: &mut [u8]) {
         _ => [0, 1, 2, 3],
     };
     let opaque = is_opaque(format);
-    if order == [0, 1, 2, 3] && !opaque {
+    if order == [0, 1, 2, 3] {
+        // Already B, G, R, A/X (the guests' framebuffer format): at most the alpha changes.
+        if opaque {
+            pixels.chunks_exact_mut(4).for_each(|pixel| pixel[3] = 0xff);
+        }
         return;
     }
     for pixel in pixels.chunks_exact_mut(4) {

@@ -258,7 +258,7 @@ impl Pump {
                         log_display(display.scanout(0, width, height));
                     }
                     let r = (rect.x, rect.y, rect.width, rect.height);
-                    log_display(display.update(0, r, &pixels));
+                    log_display(display.update_owned(0, r, pixels));
                 }
             }
         }
