@@ -58,8 +58,9 @@ pub enum FromGpu {
     /// cap, hence the memfd. Untrusted: the supervisor seals the memfd against further
     /// change, then checks its size against the claim before reading it.
     Screenshot { width: u32, height: u32 },
-    /// Answer to [`ToGpu::Frame`]: the frame, and the cursor.
-    Frame(FrameReply, CursorReply),
+    /// Answer to [`ToGpu::Frame`], from the thread that serves the device (so an answer
+    /// also says that thread is alive): the frame, the cursor, and the device's progress.
+    Frame(FrameReply, CursorReply, DeviceProgress),
     /// Trap-and-report mode: the filter refused this call; the process exits next.
     BlockedSyscall(BlockedSyscall),
     /// A request could not be carried out.
@@ -135,6 +136,14 @@ pub enum CursorReply {
         hot_y: u32,
         pixels: Vec<u8>,
     },
+}
+
+/// How far the device got, for the supervisor's liveness watch: commands answered so far
+/// and fenced commands still waiting for their fence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceProgress {
+    pub commands_answered: u64,
+    pub fences_pending: u64,
 }
 
 /// A rectangle of a frame, in pixels.

@@ -24,6 +24,12 @@ pub enum ConfineError {
     Seccomp(#[from] seccompiler::Error),
     #[error("the seccomp filter has {0} instructions; the kernel takes 1 to 4096")]
     FilterSize(usize),
+    #[error("restoring the default action of signal {signal} failed: {source}")]
+    DefaultSignal {
+        signal: i32,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Restricts file access to `rules` (and TCP and cross-domain signals and abstract sockets
@@ -56,8 +62,28 @@ pub fn install_filter(packed: &[u64], report_on: Option<RawFd>) -> Result<(), Co
     if let Some(tube) = report_on {
         crate::sigsys::install(tube).map_err(ConfineError::Sigsys)?;
     }
+    crash_signals_kill()?;
     let program = seccomp::bpf_from_words(packed);
     seccompiler::apply_filter_all_threads(&program)?;
+    Ok(())
+}
+
+/// Gives SIGSEGV and SIGBUS their default action back. The Rust runtime catches them to
+/// report stack overflows; returning from any handler needs `rt_sigreturn`, which the filter
+/// refuses, so a real crash would be reported as a refused system call (SIGSYS). With the
+/// default action a crash is reported as what it is.
+fn crash_signals_kill() -> Result<(), ConfineError> {
+    for signal in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: SIG_DFL installs no handler, so no code of ours runs on the signal; the
+        // previous handler (the runtime's stack-overflow reporter) is not needed in the jail.
+        let previous = unsafe { libc::signal(signal, libc::SIG_DFL) };
+        if previous == libc::SIG_ERR {
+            return Err(ConfineError::DefaultSignal {
+                signal,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
     Ok(())
 }
 

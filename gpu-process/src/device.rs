@@ -14,7 +14,9 @@ use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
 use control::display::DisplayMode as RequestedMode;
-use control::messages::{CursorReply, FrameRect, FrameReply, FromGpu, RendererMode, ToGpu};
+use control::messages::{
+    CursorReply, DeviceProgress, FrameRect, FrameReply, FromGpu, RendererMode, ToGpu,
+};
 use control::tube::{Tube, TubeError};
 use devices::virtio_gpu::{
     Backend, BackendConfig, BackendInfo, CursorChange, DisplayMode, FrameChange, GpuConfig,
@@ -177,7 +179,9 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
                     }
                 }
                 match frame(device, frame_buffer.as_ref(), since, cursor_since) {
-                    Ok((frame, cursor)) => tube.send(&FromGpu::Frame(frame, cursor))?,
+                    Ok((frame, cursor, progress)) => {
+                        tube.send(&FromGpu::Frame(frame, cursor, progress))?
+                    }
                     Err(err) => tube.send(&FromGpu::Error(format!("frame: {err:#}")))?,
                 }
             }
@@ -201,12 +205,22 @@ fn frame(
     buffer: Option<&FrameBuffer>,
     since: u64,
     cursor_since: u64,
-) -> Result<(FrameReply, CursorReply)> {
+) -> Result<(FrameReply, CursorReply, DeviceProgress)> {
     let (Some(device), Some(buffer)) = (device, buffer) else {
-        return Ok((FrameReply::NoBuffer, CursorReply::Unchanged));
+        let idle = DeviceProgress::default();
+        return Ok((FrameReply::NoBuffer, CursorReply::Unchanged, idle));
     };
-    let (change, cursor) =
-        device.with(move |gpu| (gpu.take_frame(0, since), gpu.take_cursor(cursor_since)))?;
+    let (change, cursor, progress) = device.with(move |gpu| {
+        let progress = DeviceProgress {
+            commands_answered: gpu.commands_answered(),
+            fences_pending: gpu.pending_fences() as u64,
+        };
+        (
+            gpu.take_frame(0, since),
+            gpu.take_cursor(cursor_since),
+            progress,
+        )
+    })?;
     let cursor = match cursor {
         CursorChange::Unchanged => CursorReply::Unchanged,
         CursorChange::Hidden { generation } => CursorReply::Hidden { generation },
@@ -225,13 +239,19 @@ fn frame(
             pixels: image.pixels,
         },
     };
-    let frame = match change? {
+    let change = change?;
+    #[cfg(feature = "probe")]
+    if matches!(change, FrameChange::Pixels(_)) {
+        // The fault strikes on the serving thread, as a crash of the renderer would.
+        device.with(|_| crate::fault::frame_shown())?;
+    }
+    let frame = match change {
         FrameChange::Unchanged => FrameReply::Unchanged,
         FrameChange::Disabled { generation } => FrameReply::Disabled { generation },
         FrameChange::Pixels(frame) => {
             let bytes = frame.pixels.len() as u64;
             if bytes > buffer.bytes {
-                return Ok((FrameReply::TooLarge { bytes }, cursor));
+                return Ok((FrameReply::TooLarge { bytes }, cursor, progress));
             }
             buffer
                 .file
@@ -250,7 +270,7 @@ fn frame(
             }
         }
     };
-    Ok((frame, cursor))
+    Ok((frame, cursor, progress))
 }
 
 /// Writes scanout 0's pixels into the supervisor's `memfd`, returning the frame's size.

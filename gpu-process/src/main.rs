@@ -12,6 +12,8 @@ compile_error!("the `probe` feature is for debug builds of the escape tests only
 
 mod confine;
 mod device;
+#[cfg(feature = "probe")]
+mod fault;
 mod logger;
 #[cfg(feature = "probe")]
 mod probe;

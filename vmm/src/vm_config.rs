@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,11 @@ pub enum ConfigError {
     MissingFile { what: &'static str, path: PathBuf },
     #[error("invalid GPU backend {0:?}: expected ray-gpu or reference")]
     GpuBackend(String),
+    #[error(
+        "invalid liveness timeout {0:?}: expected seconds (such as 3 or 2.5s) or milliseconds \
+         (such as 500ms), from 200ms to 600s"
+    )]
+    Liveness(String),
 }
 
 /// Which policy action the GPU process's seccomp filter takes on a refused call.
@@ -261,6 +267,8 @@ pub struct RunOptions {
     pub gpu_backend: Option<String>,
     #[serde(rename = "ray-gpu")]
     pub ray_gpu: Option<PathBuf>,
+    #[serde(rename = "liveness-timeout")]
+    pub liveness_timeout: Option<String>,
 }
 
 /// Command-line flags of `rayvmm run`.
@@ -322,6 +330,10 @@ pub struct RunArgs {
     /// The ray-gpu binary [default: next to rayvmm].
     #[arg(long = "ray-gpu", value_name = "PATH")]
     pub ray_gpu: Option<PathBuf>,
+    /// How long the jailed GPU process may go without answering, or with fenced commands
+    /// pending and none answered, before rayvmm stops it and the VM (exit 3) [default: 5s].
+    #[arg(long = "liveness-timeout", value_name = "SECONDS|MSms")]
+    pub liveness_timeout: Option<String>,
 }
 
 impl RunArgs {
@@ -348,6 +360,7 @@ impl RunArgs {
             qemu: self.qemu.clone(),
             gpu_backend: self.gpu_backend.clone(),
             ray_gpu: self.ray_gpu.clone(),
+            liveness_timeout: self.liveness_timeout.clone(),
         }
     }
 
@@ -392,6 +405,8 @@ pub struct RunConfig {
     pub qemu: PathBuf,
     pub gpu_backend: GpuBackendKind,
     pub ray_gpu: Option<PathBuf>,
+    /// The jailed GPU process's liveness bound.
+    pub liveness_timeout: Duration,
 }
 
 impl RunOptions {
@@ -430,6 +445,7 @@ impl RunOptions {
             qemu: self.qemu.or(base.qemu),
             gpu_backend: self.gpu_backend.or(base.gpu_backend),
             ray_gpu: self.ray_gpu.or(base.ray_gpu),
+            liveness_timeout: self.liveness_timeout.or(base.liveness_timeout),
         }
     }
 
@@ -462,6 +478,10 @@ impl RunOptions {
         if vnc.is_some() && gpu_backend == GpuBackendKind::Reference {
             return Err(ConfigError::VncNeedsJailedGpu);
         }
+        let liveness_timeout = match &self.liveness_timeout {
+            Some(t) => parse_liveness_timeout(t)?,
+            None => DEFAULT_LIVENESS_TIMEOUT,
+        };
         let boot = self.boot_source()?;
         Ok(RunConfig {
             memory_mib,
@@ -477,6 +497,7 @@ impl RunOptions {
                 .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
             gpu_backend,
             ray_gpu: self.ray_gpu,
+            liveness_timeout,
         })
     }
 
@@ -529,9 +550,60 @@ fn require_file(what: &'static str, path: &Path) -> Result<(), ConfigError> {
     }
 }
 
+/// How long the GPU process may stall before rayvmm stops it, unless configured.
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `3`, `2.5s` or `500ms`, from 200 ms to 600 s.
+fn parse_liveness_timeout(text: &str) -> Result<Duration, ConfigError> {
+    let bad = || ConfigError::Liveness(text.to_string());
+    let trimmed = text.trim();
+    let seconds: f64 = match trimmed.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().map_err(|_| bad())? / 1000.0,
+        None => trimmed
+            .strip_suffix('s')
+            .unwrap_or(trimmed)
+            .parse()
+            .map_err(|_| bad())?,
+    };
+    if !(0.2..=600.0).contains(&seconds) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liveness_timeout_accepts_seconds_and_milliseconds() {
+        let parsed: Vec<Duration> = ["3", "2.5s", "500ms"]
+            .iter()
+            .map(|t| parse_liveness_timeout(t).unwrap())
+            .collect();
+
+        assert_eq!(
+            parsed,
+            vec![
+                Duration::from_secs(3),
+                Duration::from_millis(2500),
+                Duration::from_millis(500)
+            ]
+        );
+    }
+
+    #[test]
+    fn liveness_timeout_outside_its_range_is_refused_naming_it() {
+        let results: Vec<String> = ["0", "100ms", "601", "soon"]
+            .iter()
+            .map(|t| parse_liveness_timeout(t).unwrap_err().to_string())
+            .collect();
+
+        assert!(results
+            .iter()
+            .zip(["\"0\"", "\"100ms\"", "\"601\"", "\"soon\""])
+            .all(|(message, named)| message.contains(named)));
+    }
 
     fn firmware_options() -> RunOptions {
         RunOptions {

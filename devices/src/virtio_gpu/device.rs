@@ -133,6 +133,8 @@ pub struct VirtioGpu {
     frames: Vec<FrameTrack>,
     /// The cursor of scanout 0, for consumers that take it ([`VirtioGpu::take_cursor`]).
     cursor: CursorTrack,
+    /// Commands answered since the device was made (a supervisor watches it move).
+    answered: u64,
     fences: FenceQueue,
     /// Responses released outside fence processing (a destroyed context's held fences).
     released: Vec<HeldResponse>,
@@ -182,6 +184,7 @@ impl VirtioGpu {
             scanouts,
             frames,
             cursor: CursorTrack::default(),
+            answered: 0,
             fences: FenceQueue::default(),
             released: Vec::new(),
             events_read: 0,
@@ -296,6 +299,13 @@ impl VirtioGpu {
         self.fences.len()
     }
 
+    /// Commands answered so far (at once, or when their fence signalled): with
+    /// [`VirtioGpu::pending_fences`], what a supervisor needs to see whether the device makes
+    /// progress.
+    pub fn commands_answered(&self) -> u64 {
+        self.answered
+    }
+
     /// Host bytes the guest's resources hold.
     pub fn host_bytes_in_use(&self) -> u64 {
         self.resources.bytes_in_use()
@@ -324,6 +334,7 @@ impl VirtioGpu {
                 match self.handle_chain(mem, chain, head_index, kind) {
                     Completion::Now(len) => {
                         queue.add_used(mem, head_index, len)?;
+                        self.answered += 1;
                         used = true;
                     }
                     Completion::Held => {}
@@ -369,6 +380,7 @@ impl VirtioGpu {
         for (timeline, id) in self.backend.signals().take() {
             for response in self.fences.complete(timeline, id) {
                 queue.add_used(mem, response.head_index, response.len)?;
+                self.answered += 1;
                 used = true;
             }
         }
@@ -383,6 +395,7 @@ impl VirtioGpu {
         let released = std::mem::take(&mut self.released);
         for response in &released {
             queue.add_used(mem, response.head_index, response.len)?;
+            self.answered += 1;
         }
         Ok(!released.is_empty())
     }

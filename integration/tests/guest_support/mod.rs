@@ -182,9 +182,15 @@ pub fn guest_results(serial: &str) -> BTreeMap<String, String> {
 impl Rayvmm {
     /// Starts `rayvmm run ARGS`.
     pub fn start(args: &[String]) -> Rayvmm {
+        Rayvmm::start_with_env(args, &[])
+    }
+
+    /// Starts `rayvmm run ARGS` with `env` added to its environment.
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Rayvmm {
         let mut child = Command::new(rayvmm_binary())
             .arg("run")
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,8 +6,11 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
-use control::messages::{CursorReply, FrameRect, FrameReply, FromGpu, ToGpu, FRAME_BUFFER_SEALS};
+use control::messages::{
+    CursorReply, DeviceProgress, FrameRect, FrameReply, FromGpu, ToGpu, FRAME_BUFFER_SEALS,
+};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use thiserror::Error;
@@ -109,16 +112,18 @@ pub enum FrameUpdate {
 }
 
 impl GpuProcess {
-    /// Asks what changed on scanout 0 since generation `since`, giving the process `buffer`
-    /// first if it does not hold it yet, and reads the change from the buffer after checking
-    /// the answer.
+    /// Asks what changed on scanout 0 since generation `since` (and on its cursor since
+    /// `cursor_since`), giving the process `buffer` first if it does not hold it yet, and
+    /// reads the change from the buffer after checking the answer. The answer comes from the
+    /// thread that serves the device, so one that does not come within `timeout`
+    /// (`TubeError::Timeout`) means that thread is stuck.
     pub fn frame(
         &mut self,
         buffer: &mut FrameBuffer,
-        since: u64,
-        cursor_since: u64,
-    ) -> Result<(FrameUpdate, CursorReply), GpuError> {
-        self.tube.set_recv_timeout(Some(self.request_timeout))?;
+        (since, cursor_since): (u64, u64),
+        timeout: Duration,
+    ) -> Result<(FrameUpdate, CursorReply, DeviceProgress), GpuError> {
+        self.tube.set_recv_timeout(Some(timeout))?;
         let new_buffer = (!buffer.given).then_some(buffer.bytes);
         let request = ToGpu::Frame {
             since,
@@ -132,7 +137,9 @@ impl GpuProcess {
             buffer.given = true;
         }
         match self.tube.recv::<FromGpu>()? {
-            FromGpu::Frame(frame, cursor) => Ok((check(frame, buffer)?, check_cursor(cursor)?)),
+            FromGpu::Frame(frame, cursor, progress) => {
+                Ok((check(frame, buffer)?, check_cursor(cursor)?, progress))
+            }
             FromGpu::Error(message) => Err(GpuError::Child(message)),
             other => Err(self.unexpected(other, "a frame")),
         }

@@ -1,7 +1,8 @@
 //! One frame path: a pump takes frames from the jailed GPU process on demand (at QEMU's
-//! display refresh, about 33 per second, one request at a time, only what changed) and feeds every consumer from the copy
-//! it keeps: QEMU's display (SCANOUT and UPDATE, from geometry checked here, so no byte the
-//! GPU process writes reaches QEMU's display code), VNC viewers, and screenshots.
+//! display refresh, about 33 per second, one request at a time, only what changed) and feeds
+//! every consumer from the copy it keeps: QEMU's display (SCANOUT and UPDATE, from geometry
+//! checked here, so no byte the GPU process writes reaches QEMU's display code), VNC viewers,
+//! and screenshots. It is also the liveness watch of the GPU process.
 
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use control::messages::{CursorReply, FrameRect};
+use control::messages::{CursorReply, DeviceProgress, FrameRect};
 use control::tube::TubeError;
 use qemu_display::DisplaySocket;
 
@@ -81,16 +82,27 @@ pub struct FramePump {
 
 impl FramePump {
     /// Starts pumping frames of `process`, into a first frame buffer of `initial_bytes`.
+    ///
+    /// The pump is also the liveness watch: every request is answered by the thread that
+    /// serves the device, so an answer that does not come within `liveness`, or fenced
+    /// commands pending with none answered for that long, means the process stopped making
+    /// progress; `stalled` hears what stalled, once, and the pump ends.
     pub fn start(
         process: Arc<Mutex<GpuProcess>>,
         initial_bytes: u64,
+        liveness: Duration,
         report: impl Fn(String) + Send + 'static,
+        stalled: impl Fn(String) + Send + 'static,
     ) -> std::io::Result<FramePump> {
         let shared = Arc::new(Shared::default());
         let pumped = Arc::clone(&shared);
+        let watch = Watch {
+            bound: liveness,
+            stalled: Box::new(stalled),
+        };
         let thread = std::thread::Builder::new()
             .name("gpu-frames".into())
-            .spawn(move || pump(&process, &pumped, initial_bytes, &report))?;
+            .spawn(move || pump(&process, &pumped, initial_bytes, &report, &watch))?;
         Ok(FramePump {
             shared,
             thread: Some(thread),
@@ -144,7 +156,48 @@ struct Pump {
     cursor_since: u64,
 }
 
-fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report: &dyn Fn(String)) {
+/// The liveness bound and who hears of a stall.
+struct Watch {
+    bound: Duration,
+    stalled: Box<dyn Fn(String) + Send>,
+}
+
+/// Whether fenced commands wait while nothing is answered.
+#[derive(Default)]
+struct ProgressWatch {
+    last: DeviceProgress,
+    since: Option<Instant>,
+}
+
+impl ProgressWatch {
+    /// Takes the device's progress; says what stalled when fenced commands have been pending
+    /// with none answered for `bound`.
+    fn check(&mut self, now: DeviceProgress, bound: Duration) -> Option<String> {
+        let moved = now.commands_answered != self.last.commands_answered;
+        if moved || now.fences_pending == 0 || self.since.is_none() {
+            self.last = now;
+            self.since = Some(Instant::now());
+            return None;
+        }
+        let waited = self.since?.elapsed();
+        (waited >= bound).then(|| {
+            format!(
+                "{} fenced command(s) pending and none answered for {:.1} s (the renderer stalled)",
+                now.fences_pending,
+                waited.as_secs_f64()
+            )
+        })
+    }
+}
+
+fn pump(
+    process: &Mutex<GpuProcess>,
+    shared: &Shared,
+    initial_bytes: u64,
+    report: &dyn Fn(String),
+    watch: &Watch,
+) {
+    let mut progress = ProgressWatch::default();
     let mut state = Pump {
         buffer: None,
         since: 0,
@@ -186,14 +239,20 @@ fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report
                 }
             }
             let buffer = state.buffer.as_mut().expect("made above");
-            let update = lock(process).frame(buffer, state.since, state.cursor_since);
+            let asked = Instant::now();
+            let since = (state.since, state.cursor_since);
+            let update = lock(process).frame(buffer, since, watch.bound);
             match update {
-                Ok((FrameUpdate::NeedsBuffer { bytes }, cursor)) => {
+                Ok((FrameUpdate::NeedsBuffer { bytes }, cursor, _)) => {
                     state.cursor(cursor);
                     want_bytes = bytes;
                     state.buffer = None;
                 }
-                Ok((update, cursor)) => {
+                Ok((update, cursor, device)) => {
+                    if let Some(what) = progress.check(device, watch.bound) {
+                        (watch.stalled)(what);
+                        return;
+                    }
                     state.failures = 0;
                     state.cursor(cursor);
                     // The pump holds the only reference unless a consumer still reads the
@@ -211,6 +270,14 @@ fn pump(process: &Mutex<GpuProcess>, shared: &Shared, initial_bytes: u64, report
                 }
                 // The process ended: its monitor reports how.
                 Err(GpuError::Tube(TubeError::Disconnected)) => return,
+                Err(GpuError::Tube(TubeError::Timeout(_))) => {
+                    (watch.stalled)(format!(
+                        "the thread that serves the device did not answer a frame request \
+                         within {:.1} s",
+                        asked.elapsed().as_secs_f64()
+                    ));
+                    return;
+                }
                 Err(e) => {
                     state.failures += 1;
                     // One line, not sixty a second: the process's end is reported elsewhere.

@@ -13,6 +13,9 @@ pub const REFERENCE_BACKEND: &str = "/usr/lib/qemu/vhost-user-gpu";
 /// Something that happened to the GPU process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GpuEvent {
+    /// It stopped making progress (`what` says which part stalled and for how long); it is
+    /// still alive and must be stopped.
+    Stalled { what: String },
     /// It ended. `blocked` names the system call (with arguments) its filter refused, when it
     /// reported one in trap-and-report mode.
     Exited {
@@ -22,7 +25,7 @@ pub enum GpuEvent {
 }
 
 /// Where a GPU server reports [`GpuEvent`]s; called from its own threads.
-pub type GpuSink = Box<dyn Fn(GpuEvent) + Send + Sync>;
+pub type GpuSink = std::sync::Arc<dyn Fn(GpuEvent) + Send + Sync>;
 
 /// A running vhost-user GPU server.
 pub trait GpuServer: Send {
@@ -122,6 +125,8 @@ pub struct JailedGpuOptions<'a> {
     pub three_d: bool,
     /// The mode the device's display reports to the guest.
     pub display: control::display::DisplayMode,
+    /// How long the process may stop making progress before it is reported stalled.
+    pub liveness: std::time::Duration,
 }
 
 impl JailedGpu {
@@ -132,13 +137,23 @@ impl JailedGpu {
         socket: OwnedFd,
         sink: GpuSink,
     ) -> Result<JailedGpu, String> {
+        JailedGpu::spawn_with_devices(options, &render_nodes(), socket, sink)
+    }
+
+    /// [`JailedGpu::spawn`] with exactly the GPU device nodes `devices` in the jail (those
+    /// the host lacks are skipped), instead of every render node the host has.
+    pub fn spawn_with_devices(
+        options: &JailedGpuOptions<'_>,
+        devices: &[std::path::PathBuf],
+        socket: OwnedFd,
+        sink: GpuSink,
+    ) -> Result<JailedGpu, String> {
         use crate::gpu_process::{GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
         use control::messages::RendererMode;
         use jail::{ChildStderr, PassFd};
         use std::os::fd::AsFd;
 
-        let devices = render_nodes();
-        let mut config = GpuSpawnConfig::new(options.binary, options.policy, &devices);
+        let mut config = GpuSpawnConfig::new(options.binary, options.policy, devices);
         config.action = options.action;
         config.renderer = match options.three_d {
             true => RendererMode::Virgl,
@@ -150,6 +165,10 @@ impl JailedGpu {
         // ray-gpu logs on that stderr at the level RAYOS_GPU_LOG names (warn by default).
         if let Some(level) = std::env::var_os("RAYOS_GPU_LOG") {
             config.jail.env.push(("RAYOS_GPU_LOG".into(), level));
+        }
+        // Fault injection for the fault tests; only probe builds of ray-gpu read it.
+        if let Some(fault) = std::env::var_os("RAYOS_GPU_FAULT") {
+            config.jail.env.push(("RAYOS_GPU_FAULT".into(), fault));
         }
         let process = GpuProcess::spawn_with_fds(
             &config,
@@ -170,15 +189,18 @@ impl JailedGpu {
         );
         let process = std::sync::Arc::new(std::sync::Mutex::new(process));
         let watched = std::sync::Arc::downgrade(&process);
+        let monitor_sink = std::sync::Arc::clone(&sink);
         std::thread::Builder::new()
             .name("gpu-monitor".into())
-            .spawn(move || monitor(watched, sink))
+            .spawn(move || monitor(watched, monitor_sink))
             .map_err(|e| e.to_string())?;
         let mode = options.display;
         let frames = super::display::FramePump::start(
             std::sync::Arc::clone(&process),
             u64::from(mode.width) * u64::from(mode.height) * 4,
+            options.liveness,
             |message| eprintln!("rayvmm: {message}"),
+            move |what| sink(GpuEvent::Stalled { what }),
         )
         .map_err(|e| format!("starting the frame pump: {e}"))?;
         Ok(JailedGpu {
@@ -186,6 +208,11 @@ impl JailedGpu {
             frames,
             description,
         })
+    }
+
+    /// The GPU process's pid.
+    pub fn pid(&self) -> i32 {
+        self.with_process(|p| p.pid())
     }
 
     fn with_process<T>(&self, f: impl FnOnce(&mut crate::gpu_process::GpuProcess) -> T) -> T {

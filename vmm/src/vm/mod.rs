@@ -45,6 +45,8 @@ use frame::Frame;
 use gpu::{GpuEvent, GpuServer, GpuSink, JailedGpu, JailedGpuOptions, ReferenceGpu};
 use memory::GuestRam;
 
+/// rayvmm's exit status when the GPU process stopped making progress and was stopped.
+pub const EXIT_GPU_STALLED: i32 = 3;
 /// How long the engine may take to quit before it is killed.
 const ENGINE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the GPU process may take to stop before it is killed.
@@ -138,7 +140,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
     let vnc_listener = config.vnc.as_ref().map(vnc::listen).transpose()?;
 
     let gpu_tx = Mutex::new(tx.clone());
-    let gpu_sink: GpuSink = Box::new(move |e| {
+    let gpu_sink: GpuSink = Arc::new(move |e| {
         let _ = gpu_tx.lock().map(|tx| tx.send(Event::Gpu(e)));
     });
     // The jailed GPU process never talks to QEMU directly: rayvmm's relay sits between them
@@ -277,6 +279,7 @@ fn spawn_gpu(
                     width: config.display.width,
                     height: config.display.height,
                 },
+                liveness: config.liveness_timeout,
             };
             let gpu = JailedGpu::spawn(&options, socket, sink).map_err(VmError::Gpu)?;
             Ok(Box::new(gpu))
@@ -350,6 +353,12 @@ impl Supervisor {
                 Event::Engine(EngineEvent::Exited(exit)) => {
                     self.engine_alive = false;
                     return self.engine_died(&exit);
+                }
+                Event::Gpu(GpuEvent::Stalled { what }) => {
+                    let msg = format!("the GPU process stopped making progress: {what}");
+                    say(&format!("{msg}; stopping it and the VM"));
+                    self.gpu.kill();
+                    return self.finish(EXIT_GPU_STALLED, msg);
                 }
                 Event::Gpu(GpuEvent::Exited { exit, blocked }) => {
                     self.gpu_alive = false;
@@ -508,7 +517,12 @@ impl Supervisor {
 
     /// The current scanout: from the GPU process; else the last frame it showed (when the
     /// scanout is now empty); else the engine's display (QMP `screendump`).
+    ///
+    /// Falling back to QEMU is normal until the guest sets a scanout (while it boots), so it
+    /// earns no line of its own: why the GPU process had no frame goes into the screenshot's
+    /// source (`QMP screendump; GPU process: ...`), or into the error if QEMU fails too.
     fn capture(&mut self) -> Result<(Frame, String), String> {
+        let mut gpu_failure = None;
         if self.gpu_alive {
             match self.gpu.screenshot() {
                 Some(Ok(frame)) => return Ok((frame, "GPU process".into())),
@@ -519,20 +533,30 @@ impl Supervisor {
                             format!("GPU process, the last frame shown, {age:.1} s ago; now: {e}");
                         return Ok((frame.clone(), source));
                     }
-                    say(&format!("GPU process screenshot failed ({e}); asking QEMU"));
+                    gpu_failure = Some(e);
                 }
                 None => {}
             }
         }
-        let machine = self
-            .machine
-            .as_mut()
-            .filter(|_| self.engine_alive)
-            .ok_or("the engine is not running")?;
-        machine
-            .screenshot()
-            .map(|f| (f, "QMP screendump".into()))
-            .map_err(|e| e.to_string())
+        let from_engine = match self.machine.as_mut().filter(|_| self.engine_alive) {
+            Some(machine) => machine.screenshot().map_err(|e| e.to_string()),
+            None => Err("the engine is not running".to_string()),
+        };
+        fallback_result(from_engine, gpu_failure.as_deref())
+    }
+}
+
+/// A screenshot taken from the engine's display (QMP `screendump`), labelled with why the
+/// GPU process gave none (`gpu_failure`), if it was asked.
+fn fallback_result(
+    from_engine: Result<Frame, String>,
+    gpu_failure: Option<&str>,
+) -> Result<(Frame, String), String> {
+    match (from_engine, gpu_failure) {
+        (Ok(frame), None) => Ok((frame, "QMP screendump".into())),
+        (Ok(frame), Some(why)) => Ok((frame, format!("QMP screendump; GPU process: {why}"))),
+        (Err(e), None) => Err(e),
+        (Err(e), Some(why)) => Err(format!("GPU process: {why}; QEMU: {e}")),
     }
 }
 
@@ -552,6 +576,46 @@ mod tests {
         let path = numbered_screenshot(Some(Path::new("/out/final.png")), 3);
 
         assert_eq!(path, PathBuf::from("/out/final-3.png"));
+    }
+
+    fn tiny_frame() -> Frame {
+        Frame {
+            width: 1,
+            height: 1,
+            rgb: vec![0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn a_screenshot_before_the_first_frame_names_the_reason_in_its_source() {
+        let (_, source) =
+            fallback_result(Ok(tiny_frame()), Some("the scanout has shown no frame yet")).unwrap();
+
+        assert_eq!(
+            source,
+            "QMP screendump; GPU process: the scanout has shown no frame yet"
+        );
+    }
+
+    #[test]
+    fn a_screenshot_without_a_gpu_frame_source_is_plainly_from_qemu() {
+        let (_, source) = fallback_result(Ok(tiny_frame()), None).unwrap();
+
+        assert_eq!(source, "QMP screendump");
+    }
+
+    #[test]
+    fn a_failed_screenshot_gives_both_reasons_in_one_message() {
+        let err = fallback_result(
+            Err("the engine is not running".into()),
+            Some("the scanout has shown no frame yet"),
+        )
+        .unwrap_err();
+
+        assert_eq!(
+            err,
+            "GPU process: the scanout has shown no frame yet; QEMU: the engine is not running"
+        );
     }
 
     #[test]
