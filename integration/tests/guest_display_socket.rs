@@ -1,6 +1,7 @@
 //! rayvmm keeps QEMU's display socket: while a real guest runs on the jailed GPU, no socket
 //! of ray-gpu is connected to QEMU. Read from the host's socket table (`ss`, which reads
-//! every process's descriptors in /proc and each Unix socket's peer).
+//! every process's descriptors in /proc and each Unix socket's peer). And ray-gpu's log goes
+//! into a pipe rayvmm reads, not into a host file.
 
 mod guest_support;
 
@@ -52,7 +53,7 @@ fn peers_of(pid: u32, sockets: &[UnixSocket]) -> BTreeSet<u32> {
 }
 
 #[test]
-fn gpu_process_holds_no_socket_connected_to_qemu() {
+fn gpu_process_holds_no_socket_connected_to_qemu_and_logs_into_a_pipe() {
     let dir = scratch_dir("display-socket");
     let mut run = Rayvmm::start(&linux_args(&dir, "2d", false, "rayos.hold=30"));
     let gpu: u32 = run
@@ -68,11 +69,13 @@ fn gpu_process_holds_no_socket_connected_to_qemu() {
     let rayvmm = run.pid();
 
     let sockets = unix_sockets();
+    let stderr = std::fs::read_link(format!("/proc/{gpu}/fd/2")).expect("ray-gpu's fd 2");
 
     let gpu_peers = peers_of(gpu, &sockets);
     let qemu_peers = peers_of(qemu, &sockets);
     run.signal("TERM");
     run.finish(Duration::from_secs(30));
     assert_eq!(gpu_peers, BTreeSet::from([rayvmm]));
+    assert!(stderr.to_string_lossy().starts_with("pipe:["), "{stderr:?}");
     assert!(qemu_peers.contains(&rayvmm) && !qemu_peers.contains(&gpu));
 }

@@ -160,8 +160,12 @@ pub struct CgroupLimits {
 pub enum ChildStderr {
     /// /dev/null.
     Null,
-    /// The supervisor's own standard error (for debugging: a terminal is a wide channel).
+    /// The supervisor's own standard error (for debugging: a terminal is a wide channel, and a
+    /// file there is a host file open for writing inside the jail).
     Inherit,
+    /// A descriptor of the supervisor's, typically a pipe's write end whose other end the
+    /// supervisor reads and bounds: the child's log reaches it without any host file.
+    Descriptor(std::os::fd::RawFd),
 }
 
 /// A descriptor to install in the child at a fixed number.

@@ -45,6 +45,7 @@ pub(super) fn spawn(config: &JailConfig, fds: &[PassFd<'_>]) -> Result<JailedPro
     let stderr_source = match config.stderr {
         ChildStderr::Null => null.as_raw_fd(),
         ChildStderr::Inherit => libc::STDERR_FILENO,
+        ChildStderr::Descriptor(fd) => fd,
     };
     for (source, target) in [
         (null.as_raw_fd(), 0),

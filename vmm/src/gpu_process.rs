@@ -20,6 +20,7 @@ use jail::verify::{self, NamespaceLink, ProcStatus, VerifyError};
 use jail::{self, ExitStatus, JailConfig, JailError, JailedProcess, PassFd, TreeEntry};
 
 mod frames;
+pub mod log;
 mod screenshot;
 pub use frames::{FrameBuffer, FrameError, FrameUpdate, MAX_FRAME_BYTES};
 pub use screenshot::{ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};

@@ -219,11 +219,13 @@ pub struct RawCase {
     pub expect: String,
 }
 
-/// A number, or a name the seccomp crate's tables resolve.
+/// A number, or a name the seccomp crate's tables resolve. A register holds 64 bits, so an
+/// argument may be written signed (`-20`) or unsigned (`18446744073709551596`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Symbol {
     Number(i64),
+    Unsigned(u64),
     Name(String),
 }
 
@@ -267,6 +269,7 @@ impl RawCase {
     pub fn resolve(&self) -> Result<RawSyscall, RawFileError> {
         let nr = match &self.nr {
             Symbol::Number(n) => *n,
+            Symbol::Unsigned(n) => *n as i64,
             Symbol::Name(name) => {
                 seccomp::syscall_number(name).ok_or_else(|| RawFileError::UnknownSyscall {
                     case: self.name.clone(),
@@ -290,6 +293,7 @@ impl RawCase {
     fn value(&self, arg: &Symbol) -> Result<u64, RawFileError> {
         match arg {
             Symbol::Number(n) => Ok(*n as u64),
+            Symbol::Unsigned(n) => Ok(*n),
             Symbol::Name(text) => text.split('|').map(str::trim).try_fold(0u64, |acc, name| {
                 seccomp::constant(name).map(|v| acc | v).ok_or_else(|| {
                     RawFileError::UnknownConstant {
@@ -511,6 +515,19 @@ mod tests {
                 ],
             }
         );
+    }
+
+    #[test]
+    fn raw_case_takes_arguments_written_unsigned_above_i64_max() {
+        let json = r#"{"name": "case", "nr": "close", "args": [18446744073709551596, -20],
+                       "expect": "EBADF"}"#;
+
+        let call = serde_json::from_str::<RawCase>(json)
+            .unwrap()
+            .resolve()
+            .unwrap();
+
+        assert_eq!(call.args[..2], [(-20i64) as u64, (-20i64) as u64]);
     }
 
     #[test]

@@ -161,7 +161,11 @@ impl JailedGpu {
         };
         config.display = Some(options.display);
         config.ready_timeout = std::time::Duration::from_secs(60);
-        config.jail.stderr = ChildStderr::Inherit;
+        // Its log goes into a pipe that rayvmm reads with bounds: no host file open for
+        // writing inside the jail.
+        let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| format!("creating the GPU process's log pipe: {e}"))?;
+        config.jail.stderr = ChildStderr::Descriptor(std::os::fd::AsRawFd::as_raw_fd(&log_write));
         // ray-gpu logs on that stderr at the level RAYOS_GPU_LOG names (warn by default).
         if let Some(level) = std::env::var_os("RAYOS_GPU_LOG") {
             config.jail.env.push(("RAYOS_GPU_LOG".into(), level));
@@ -179,6 +183,15 @@ impl JailedGpu {
         )
         .map_err(|e| e.to_string())?;
         drop(socket);
+        drop(log_write);
+        std::thread::Builder::new()
+            .name("gpu-log".into())
+            .spawn(move || {
+                crate::gpu_process::log::forward(log_read, &|line| {
+                    eprintln!("rayvmm: ray-gpu: {line}")
+                })
+            })
+            .map_err(|e| e.to_string())?;
         let description = format!(
             "{} (pid {}, jailed; policy {}, {} on refusal; renderer {})",
             options.binary.display(),
