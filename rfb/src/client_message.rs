@@ -12,6 +12,8 @@ pub const MAX_CUT_TEXT: u32 = 1 << 20;
 
 /// Encodings this server can use for a viewer that lists them.
 pub const ENCODING_RAW: i32 = 0;
+/// Compressed: zlib-deflated, run-length and palette coded 64x64 tiles.
+pub const ENCODING_ZRLE: i32 = 16;
 /// Pseudo-encoding: the viewer can follow a framebuffer size change.
 pub const ENCODING_DESKTOP_SIZE: i32 = -223;
 

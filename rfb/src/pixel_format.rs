@@ -142,15 +142,33 @@ impl PixelFormat {
         let bytes = self.bytes_per_pixel();
         out.reserve(rgb.len() / 3 * bytes);
         for px in rgb.chunks_exact(3) {
-            let value = scale(px[0], self.red_max) << self.red_shift
-                | scale(px[1], self.green_max) << self.green_shift
-                | scale(px[2], self.blue_max) << self.blue_shift;
-            let wide = value.to_le_bytes();
+            let wide = self.value(px).to_le_bytes();
             match self.big_endian {
                 false => out.extend_from_slice(&wide[..bytes]),
                 true => out.extend(wide[..bytes].iter().rev()),
             }
         }
+    }
+
+    /// Appends the value of each pixel of `rgb` in this format: the number whose low
+    /// `bits_per_pixel` bits travel, in the format's byte order. Encoders that compare
+    /// pixels (ZRLE's runs and palettes) work on these rather than on bytes.
+    pub(crate) fn pixel_values(&self, rgb: &[u8], out: &mut Vec<u32>) {
+        if self.is_default_layout() {
+            out.extend(
+                (rgb.chunks_exact(3))
+                    .map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2])),
+            );
+            return;
+        }
+        out.extend(rgb.chunks_exact(3).map(|px| self.value(px)));
+    }
+
+    /// One RGB pixel's value in this format.
+    fn value(&self, px: &[u8]) -> u32 {
+        scale(px[0], self.red_max) << self.red_shift
+            | scale(px[1], self.green_max) << self.green_shift
+            | scale(px[2], self.blue_max) << self.blue_shift
     }
 
     fn is_default_layout(&self) -> bool {
@@ -245,6 +263,15 @@ mod tests {
     }
 
     #[test]
+    fn default_layout_values_hold_red_green_blue_from_high_to_low() {
+        let mut values = Vec::new();
+
+        PixelFormat::default().pixel_values(&[0x11, 0x22, 0x33], &mut values);
+
+        assert_eq!(values, [0x11_2233]);
+    }
+
+    #[test]
     fn colour_map_format_is_refused() {
         let mut bytes = PixelFormat::default().encode();
         bytes[3] = 0;
@@ -335,6 +362,23 @@ mod tests {
                 match big_endian { false => v.to_le_bytes(), true => v.to_be_bytes() }
             }).collect();
             prop_assert_eq!(fast, expected);
+        }
+
+        #[test]
+        fn pixel_values_travel_as_the_converted_bytes(format in valid_format(), big_endian: bool, rgb in proptest::collection::vec(any::<u8>(), 0..48)) {
+            let format = PixelFormat { big_endian, ..format };
+            let whole = &rgb[..rgb.len() / 3 * 3];
+            let (mut bytes, mut values) = (Vec::new(), Vec::new());
+
+            format.convert_rgb(whole, &mut bytes);
+            format.pixel_values(whole, &mut values);
+
+            let bpp = format.bytes_per_pixel();
+            let from_values: Vec<u8> = values.iter().flat_map(|v| match big_endian {
+                false => v.to_le_bytes()[..bpp].to_vec(),
+                true => v.to_be_bytes()[4 - bpp..].to_vec(),
+            }).collect();
+            prop_assert_eq!(from_values, bytes);
         }
 
         #[test]

@@ -3,7 +3,8 @@
 //!
 //! Each viewer has two threads: one reads its messages (update requests, pixel format,
 //! encodings; input is counted and dropped, the server is view-only) and one answers its
-//! update requests from the [`FrameStore`].
+//! update requests from the [`FrameStore`], ZRLE-encoded when the viewer lists ZRLE and Raw
+//! otherwise.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
@@ -13,12 +14,15 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::client_message::{read_client_message, ClientMessage, Region, ENCODING_DESKTOP_SIZE};
+use crate::client_message::{
+    read_client_message, ClientMessage, Region, ENCODING_DESKTOP_SIZE, ENCODING_ZRLE,
+};
 use crate::frame_store::{lock, FrameStore, Wake};
 use crate::handshake::{serve_handshake, Admission, HandshakeError, ServerInit, Version};
 use crate::image::Image;
 use crate::pixel_format::PixelFormat;
-use crate::update::{changed_regions, clip, write_desktop_size, write_update};
+use crate::update::{changed_regions, clip, write_desktop_size, write_update, PixelEncoding};
+use crate::zrle::ZrleEncoder;
 
 /// Bytes buffered before a write reaches the viewer's socket.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -261,6 +265,7 @@ fn serve_viewer(
         session: &session,
         size: (image.width(), image.height()),
         shown: None,
+        zrle: None,
     };
     let reason = sender.run(stream);
     let _ = stream.shutdown(Shutdown::Both);
@@ -284,6 +289,8 @@ struct Request {
 struct SessionState {
     format: PixelFormat,
     desktop_size: bool,
+    /// The viewer listed ZRLE: it is preferred to Raw, whatever else the viewer lists.
+    zrle: bool,
     request: Option<Request>,
     closed: Option<String>,
     ignored_input: u64,
@@ -310,6 +317,7 @@ fn read_messages(mut stream: TcpStream, session: &Session, store: &FrameStore) {
             Ok(ClientMessage::SetPixelFormat(format)) => state.format = format,
             Ok(ClientMessage::SetEncodings(encodings)) => {
                 state.desktop_size = encodings.contains(&ENCODING_DESKTOP_SIZE);
+                state.zrle = encodings.contains(&ENCODING_ZRLE);
             }
             Ok(ClientMessage::UpdateRequest {
                 incremental,
@@ -346,6 +354,9 @@ struct UpdateSender<'a> {
     size: (u16, u16),
     /// What the viewer shows now, when it is known whole.
     shown: Option<Arc<Image>>,
+    /// The viewer's ZRLE encoder, made at its first ZRLE update and kept for the rest of
+    /// the connection (its zlib stream must be).
+    zrle: Option<ZrleEncoder>,
 }
 
 /// A request ready to answer, with what the viewer asked for at the time.
@@ -354,6 +365,7 @@ struct Pending {
     region: Region,
     format: PixelFormat,
     desktop_size: bool,
+    zrle: bool,
 }
 
 impl UpdateSender<'_> {
@@ -390,6 +402,7 @@ impl UpdateSender<'_> {
                         region: request.region,
                         format: state.format,
                         desktop_size: state.desktop_size,
+                        zrle: state.zrle,
                     });
                 }
                 self.store.request_frame();
@@ -431,7 +444,11 @@ impl UpdateSender<'_> {
             });
             return Ok(());
         }
-        write_update(out, &frame, &rects, &pending.format)?;
+        let encoding = match pending.zrle {
+            true => PixelEncoding::Zrle(self.zrle.get_or_insert_with(ZrleEncoder::new)),
+            false => PixelEncoding::Raw,
+        };
+        write_update(out, &frame, &rects, &pending.format, encoding)?;
         self.shown = Some(frame);
         Ok(())
     }

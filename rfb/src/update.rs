@@ -1,14 +1,27 @@
 //! FramebufferUpdate messages (RFC 6143, section 7.6.1): which parts of the frame changed,
-//! and their pixels in the viewer's format with the Raw encoding.
+//! and their pixels in the viewer's format, Raw or ZRLE encoded.
 
 use std::io::{self, Write};
 
-use crate::client_message::{Region, ENCODING_DESKTOP_SIZE, ENCODING_RAW};
+use crate::client_message::{Region, ENCODING_DESKTOP_SIZE, ENCODING_RAW, ENCODING_ZRLE};
 use crate::image::Image;
 use crate::pixel_format::PixelFormat;
+use crate::zrle::ZrleEncoder;
 
 /// Edge of the square tiles frames are compared in.
 const TILE: u16 = 64;
+/// Widest ZRLE rectangle sent (32 tiles). A ZRLE rectangle's compressed data is held whole,
+/// to send its length before it, so changed regions are cut into rectangles of at most one
+/// row of tiles and this width: the buffer stays near 512 KiB per viewer at worst (noise),
+/// whatever the frame's size.
+const ZRLE_MAX_WIDTH: u16 = 32 * TILE;
+
+/// How a viewer's pixels are encoded.
+pub(crate) enum PixelEncoding<'a> {
+    Raw,
+    /// ZRLE, through the viewer's own encoder (its zlib stream lasts the connection).
+    Zrle(&'a mut ZrleEncoder),
+}
 
 /// `region` cut to the image's bounds; `None` when nothing of it lies inside.
 pub(crate) fn clip(region: Region, width: u16, height: u16) -> Option<Region> {
@@ -88,21 +101,29 @@ pub(crate) fn changed_regions(old: &Image, new: &Image, region: Region) -> Vec<R
     done
 }
 
-/// Writes one FramebufferUpdate holding `rects` of `image` in `format`, Raw-encoded, a row at
-/// a time (a frame is never copied whole into the message).
+/// Writes one FramebufferUpdate holding `rects` of `image` in `format` and `encoding`.
 pub(crate) fn write_update<W: Write>(
     out: &mut W,
     image: &Image,
     rects: &[Region],
     format: &PixelFormat,
+    encoding: PixelEncoding<'_>,
 ) -> io::Result<()> {
-    let count = u16::try_from(rects.len()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "more than 65535 rectangles in one update",
-        )
-    })?;
-    write_header(out, count)?;
+    match encoding {
+        PixelEncoding::Raw => write_raw(out, image, rects, format),
+        PixelEncoding::Zrle(encoder) => write_zrle(out, image, rects, format, encoder),
+    }
+}
+
+/// Raw: the pixels as they are, a row at a time (a frame is never copied whole into the
+/// message).
+fn write_raw<W: Write>(
+    out: &mut W,
+    image: &Image,
+    rects: &[Region],
+    format: &PixelFormat,
+) -> io::Result<()> {
+    write_header(out, rect_count(rects.len())?)?;
     let mut row = Vec::new();
     for rect in rects {
         write_rect_header(out, *rect, ENCODING_RAW)?;
@@ -113,6 +134,52 @@ pub(crate) fn write_update<W: Write>(
         }
     }
     Ok(())
+}
+
+/// ZRLE: each of `rects` cut into rectangles of at most one row of tiles and
+/// [`ZRLE_MAX_WIDTH`], each compressed whole and sent with its length.
+fn write_zrle<W: Write>(
+    out: &mut W,
+    image: &Image,
+    rects: &[Region],
+    format: &PixelFormat,
+    encoder: &mut ZrleEncoder,
+) -> io::Result<()> {
+    let pieces: Vec<Region> = rects.iter().flat_map(|r| zrle_pieces(*r)).collect();
+    write_header(out, rect_count(pieces.len())?)?;
+    for piece in pieces {
+        write_rect_header(out, piece, ENCODING_ZRLE)?;
+        let data = encoder
+            .encode(image, piece, format)
+            .map_err(io::Error::other)?;
+        out.write_all(data)?;
+    }
+    Ok(())
+}
+
+/// `rect` cut into rectangles one tile row high and at most [`ZRLE_MAX_WIDTH`] wide, left
+/// to right, top to bottom. The cuts fall on tile edges counted from `rect`'s corner, so
+/// the tiles are those of `rect` itself.
+fn zrle_pieces(rect: Region) -> impl Iterator<Item = Region> {
+    (0..rect.height).step_by(TILE.into()).flat_map(move |dy| {
+        (0..rect.width)
+            .step_by(ZRLE_MAX_WIDTH.into())
+            .map(move |dx| Region {
+                x: rect.x + dx,
+                y: rect.y + dy,
+                width: (rect.width - dx).min(ZRLE_MAX_WIDTH),
+                height: (rect.height - dy).min(TILE),
+            })
+    })
+}
+
+fn rect_count(rects: usize) -> io::Result<u16> {
+    u16::try_from(rects).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "more than 65535 rectangles in one update",
+        )
+    })
 }
 
 /// Writes a FramebufferUpdate that only tells the viewer the framebuffer is now
@@ -250,7 +317,14 @@ mod tests {
         let image = Image::new(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap();
         let mut out = Vec::new();
 
-        write_update(&mut out, &image, &[full(2, 1)], &PixelFormat::default()).unwrap();
+        write_update(
+            &mut out,
+            &image,
+            &[full(2, 1)],
+            &PixelFormat::default(),
+            PixelEncoding::Raw,
+        )
+        .unwrap();
 
         assert_eq!(
             out,
@@ -259,6 +333,61 @@ mod tests {
                 0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0, 0, // 0,0 2x1 Raw
                 3, 2, 1, 0, 6, 5, 4, 0, // B G R X
             ]
+        );
+    }
+
+    #[test]
+    fn zrle_update_cuts_a_region_into_tile_rows_no_wider_than_the_limit() {
+        let region = Region {
+            x: 10,
+            y: 20,
+            width: ZRLE_MAX_WIDTH + 5,
+            height: 70,
+        };
+
+        let pieces: Vec<Region> = zrle_pieces(region).collect();
+
+        let at = |x, y, width, height| Region {
+            x,
+            y,
+            width,
+            height,
+        };
+        assert_eq!(
+            pieces,
+            [
+                at(10, 20, ZRLE_MAX_WIDTH, 64),
+                at(10 + ZRLE_MAX_WIDTH, 20, 5, 64),
+                at(10, 84, ZRLE_MAX_WIDTH, 6),
+                at(10 + ZRLE_MAX_WIDTH, 84, 5, 6),
+            ]
+        );
+    }
+
+    #[test]
+    fn zrle_update_sends_each_piece_with_its_compressed_length() {
+        let image = Image::black(100, 70);
+        let mut encoder = ZrleEncoder::new();
+        let mut out = Vec::new();
+
+        write_update(
+            &mut out,
+            &image,
+            &[full(100, 70)],
+            &PixelFormat::default(),
+            PixelEncoding::Zrle(&mut encoder),
+        )
+        .unwrap();
+
+        let first_length = u32::from_be_bytes(out[16..20].try_into().unwrap()) as usize;
+        let second = 20 + first_length;
+        assert_eq!(
+            out[..16],
+            [0, 0, 0, 2, 0, 0, 0, 0, 0, 100, 0, 64, 0, 0, 0, 16]
+        );
+        assert_eq!(
+            out[second..second + 12],
+            [0, 0, 0, 64, 0, 100, 0, 6, 0, 0, 0, 16]
         );
     }
 

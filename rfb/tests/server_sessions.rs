@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rfb::{FrameStore, Image, PixelFormat, Server, ServerOptions, Version, ViewerEvent};
-use viewer::{Rect, Viewer, RGB565};
+use viewer::{Rect, Viewer, DESKTOP_SIZE, RAW, RGB565, ZRLE};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -60,13 +60,54 @@ fn filled(width: u32, height: u32, rgb: [u8; 3]) -> Image {
     Image::new(width, height, rgb.repeat((width * height) as usize)).unwrap()
 }
 
+/// RGB bytes of a `width` x `height` picture with flat areas, stripes, a gradient and noise,
+/// so that a ZRLE update holds tiles of several kinds.
+fn picture_rgb(width: u16, height: u16, seed: u8) -> Vec<u8> {
+    let (w, h) = (usize::from(width), usize::from(height));
+    (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = (i % w, i / w);
+            let noise = (i as u32).wrapping_mul(2_654_435_761) >> 8;
+            match (x * 4 / w, y * 2 / h) {
+                (0, _) => [seed, 40, 90],
+                (1, _) => [255 * (y % 2) as u8, 255, seed],
+                (2, _) => [(x * 255 / w) as u8, (y * 255 / h) as u8, seed],
+                _ => noise.to_le_bytes()[..3].try_into().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The default-format (B, G, R, 0) pixels Raw would send for a region of `rgb`, an image
+/// `width` pixels wide.
+fn default_pixels(rgb: &[u8], width: u16, x: u16, y: u16, w: u16, h: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    for row in y..y + h {
+        let start = (usize::from(row) * usize::from(width) + usize::from(x)) * 3;
+        let span = &rgb[start..start + usize::from(w) * 3];
+        PixelFormat::default().convert_rgb(span, &mut out);
+    }
+    out
+}
+
+fn zrle_rect(rgb: &[u8], width: u16, x: u16, y: u16, w: u16, h: u16) -> Rect {
+    Rect {
+        x,
+        y,
+        width: w,
+        height: h,
+        encoding: ZRLE,
+        pixels: default_pixels(rgb, width, x, y, w, h),
+    }
+}
+
 fn raw_rect(x: u16, y: u16, width: u16, height: u16, pixel: &[u8]) -> Rect {
     Rect {
         x,
         y,
         width,
         height,
-        encoding: 0,
+        encoding: RAW,
         pixels: pixel.repeat(usize::from(width) * usize::from(height)),
     }
 }
@@ -174,7 +215,7 @@ fn a_viewer_that_can_resize_is_told_the_new_size_before_new_pixels() {
             y: 0,
             width: 6,
             height: 2,
-            encoding: -223,
+            encoding: DESKTOP_SIZE,
             pixels: Vec::new()
         }]
     );
@@ -193,6 +234,128 @@ fn a_viewer_that_cannot_resize_sees_the_new_frame_cut_to_its_size() {
     let mut expected = raw_rect(0, 0, 2, 2, &[0, 0, 0, 0]);
     expected.pixels[..8].copy_from_slice(&[7, 7, 7, 0, 7, 7, 7, 0]);
     assert_eq!(update, vec![expected]);
+}
+
+#[test]
+fn a_viewer_listing_zrle_decodes_a_full_and_then_an_incremental_update_exactly() {
+    let first = picture_rgb(150, 100, 7);
+    let initial = Image::new(150, 100, first.clone()).unwrap();
+    let fixture = start(initial, ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    viewer.set_encodings(&[ZRLE, RAW, DESKTOP_SIZE]);
+    viewer.request(false);
+    produce(&fixture.store, None);
+    let full = viewer.read_update();
+    let mut second = first.clone();
+    let at = (70 * 150 + 140) * 3;
+    second[at..at + 3].copy_from_slice(&[1, 2, 3]);
+
+    viewer.request(true);
+    produce(
+        &fixture.store,
+        Some(Image::new(150, 100, second.clone()).unwrap()),
+    );
+    let incremental = viewer.read_update();
+
+    assert_eq!(
+        full,
+        vec![
+            zrle_rect(&first, 150, 0, 0, 150, 64),
+            zrle_rect(&first, 150, 0, 64, 150, 36),
+        ]
+    );
+    assert_eq!(incremental, vec![zrle_rect(&second, 150, 128, 64, 22, 36)]);
+}
+
+#[test]
+fn zrle_is_preferred_wherever_the_viewer_lists_it() {
+    let rgb = picture_rgb(40, 30, 1);
+    let fixture = start(
+        Image::new(40, 30, rgb.clone()).unwrap(),
+        ServerOptions::default(),
+    );
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+
+    viewer.set_encodings(&[7, 5, RAW, 1, ZRLE, DESKTOP_SIZE]);
+    viewer.request(false);
+    produce(&fixture.store, None);
+    let update = viewer.read_update();
+
+    assert_eq!(update, vec![zrle_rect(&rgb, 40, 0, 0, 40, 30)]);
+}
+
+#[test]
+fn a_viewer_listing_other_encodings_but_not_zrle_gets_raw() {
+    let fixture = start(filled(2, 1, [1, 2, 3]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+
+    viewer.set_encodings(&[1, 7, 6, 5, 4, 2, RAW]);
+    viewer.request(false);
+    produce(&fixture.store, None);
+    let update = viewer.read_update();
+
+    assert_eq!(update, vec![raw_rect(0, 0, 2, 1, &[3, 2, 1, 0])]);
+}
+
+#[test]
+fn zrle_follows_the_viewers_16_bit_pixel_format() {
+    let rgb = picture_rgb(70, 20, 3);
+    let fixture = start(
+        Image::new(70, 20, rgb.clone()).unwrap(),
+        ServerOptions::default(),
+    );
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    let mut expected = Vec::new();
+    RGB565.convert_rgb(&rgb, &mut expected);
+
+    viewer.set_pixel_format(&RGB565);
+    viewer.set_encodings(&[ZRLE]);
+    viewer.request(false);
+    produce(&fixture.store, None);
+    let update = viewer.read_update();
+
+    assert_eq!(
+        update,
+        vec![Rect {
+            x: 0,
+            y: 0,
+            width: 70,
+            height: 20,
+            encoding: ZRLE,
+            pixels: expected
+        }]
+    );
+}
+
+#[test]
+fn a_zrle_viewer_that_can_resize_is_told_the_new_size_then_sent_zrle() {
+    let fixture = start(filled(4, 4, [0, 0, 0]), ServerOptions::default());
+    let mut viewer = Viewer::connect(fixture.server.local_addr(), b"RFB 003.008\n");
+    viewer.set_encodings(&[ZRLE, DESKTOP_SIZE]);
+    let bigger = picture_rgb(90, 70, 9);
+
+    viewer.request(false);
+    produce(
+        &fixture.store,
+        Some(Image::new(90, 70, bigger.clone()).unwrap()),
+    );
+    let resize = viewer.read_update();
+    (viewer.width, viewer.height) = (90, 70);
+    viewer.request(false);
+    produce(&fixture.store, None);
+    let pixels = viewer.read_update();
+
+    assert_eq!(
+        resize.iter().map(|r| r.encoding).collect::<Vec<_>>(),
+        [DESKTOP_SIZE]
+    );
+    assert_eq!(
+        pixels,
+        vec![
+            zrle_rect(&bigger, 90, 0, 0, 90, 64),
+            zrle_rect(&bigger, 90, 0, 64, 90, 6),
+        ]
+    );
 }
 
 #[test]

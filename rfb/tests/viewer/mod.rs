@@ -2,11 +2,14 @@
 //! by the session tests and the throughput benchmark.
 #![allow(dead_code)]
 
+pub mod zrle;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use rfb::PixelFormat;
+use zrle::ZrleDecoder;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -23,7 +26,13 @@ pub const RGB565: PixelFormat = PixelFormat {
     blue_shift: 0,
 };
 
-/// A rectangle of a FramebufferUpdate.
+/// Encoding numbers the server may send.
+pub const RAW: i32 = 0;
+pub const ZRLE: i32 = 16;
+pub const DESKTOP_SIZE: i32 = -223;
+
+/// A rectangle of a FramebufferUpdate; a ZRLE rectangle's pixels are decoded (the bytes
+/// Raw would have carried).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rect {
     pub x: u16,
@@ -39,7 +48,9 @@ pub struct Viewer {
     pub stream: TcpStream,
     pub width: u16,
     pub height: u16,
-    pub bytes_per_pixel: usize,
+    /// The pixel format in force: the server's, until the viewer sets its own.
+    pub format: PixelFormat,
+    zrle: ZrleDecoder,
 }
 
 impl Viewer {
@@ -68,7 +79,8 @@ impl Viewer {
             stream,
             width: u16::from_be_bytes([init[0], init[1]]),
             height: u16::from_be_bytes([init[2], init[3]]),
-            bytes_per_pixel: usize::from(init[4] / 8),
+            format: PixelFormat::decode(init[4..20].try_into().unwrap()).unwrap(),
+            zrle: ZrleDecoder::default(),
         }
     }
 
@@ -85,7 +97,7 @@ impl Viewer {
         let mut message = vec![0, 0, 0, 0];
         message.extend_from_slice(&format.encode());
         self.stream.write_all(&message).unwrap();
-        self.bytes_per_pixel = format.bytes_per_pixel();
+        self.format = *format;
     }
 
     pub fn request(&mut self, incremental: bool) {
@@ -95,32 +107,76 @@ impl Viewer {
         self.stream.write_all(&message).unwrap();
     }
 
+    /// Reads one FramebufferUpdate, decoding its ZRLE rectangles.
     pub fn read_update(&mut self) -> Vec<Rect> {
+        let count = self.read_update_header();
+        (0..count)
+            .map(|_| {
+                let (mut rect, data) = self.read_rect();
+                rect.pixels = match rect.encoding {
+                    ZRLE => {
+                        let format = self.format;
+                        (self.zrle)
+                            .decode(&data, rect.width, rect.height, &format)
+                            .pixels
+                    }
+                    _ => data,
+                };
+                rect
+            })
+            .collect()
+    }
+
+    /// Reads one FramebufferUpdate without decoding it (as a benchmark's viewer, whose own
+    /// decoding is not what is measured) and returns its size on the wire.
+    pub fn read_update_bytes(&mut self) -> usize {
+        let count = self.read_update_header();
+        let rects: usize = (0..count)
+            .map(|_| {
+                let (rect, data) = self.read_rect();
+                let length_field = if rect.encoding == ZRLE { 4 } else { 0 };
+                12 + length_field + data.len()
+            })
+            .sum();
+        4 + rects
+    }
+
+    fn read_update_header(&mut self) -> u16 {
         let mut header = [0u8; 4];
         self.stream.read_exact(&mut header).unwrap();
         assert_eq!(header[0], 0, "FramebufferUpdate");
-        let count = u16::from_be_bytes([header[2], header[3]]);
-        (0..count)
-            .map(|_| {
-                let mut h = [0u8; 12];
-                self.stream.read_exact(&mut h).unwrap();
-                let at = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
-                let encoding = i32::from_be_bytes(h[8..12].try_into().unwrap());
-                let (width, height) = (at(4), at(6));
-                let raw_len = usize::from(width) * usize::from(height) * self.bytes_per_pixel;
-                let len = if encoding == 0 { raw_len } else { 0 };
-                let mut pixels = vec![0u8; len];
-                self.stream.read_exact(&mut pixels).unwrap();
-                Rect {
-                    x: at(0),
-                    y: at(2),
-                    width,
-                    height,
-                    encoding,
-                    pixels,
-                }
-            })
-            .collect()
+        u16::from_be_bytes([header[2], header[3]])
+    }
+
+    /// One rectangle's header, and its data as sent: Raw pixels, or ZRLE's length and zlib
+    /// bytes.
+    fn read_rect(&mut self) -> (Rect, Vec<u8>) {
+        let mut h = [0u8; 12];
+        self.stream.read_exact(&mut h).unwrap();
+        let at = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+        let encoding = i32::from_be_bytes(h[8..12].try_into().unwrap());
+        let (width, height) = (at(4), at(6));
+        let len = match encoding {
+            RAW => usize::from(width) * usize::from(height) * self.format.bytes_per_pixel(),
+            ZRLE => {
+                let mut length = [0u8; 4];
+                self.stream.read_exact(&mut length).unwrap();
+                u32::from_be_bytes(length) as usize
+            }
+            DESKTOP_SIZE => 0,
+            other => panic!("the server sent encoding {other}"),
+        };
+        let mut data = vec![0u8; len];
+        self.stream.read_exact(&mut data).unwrap();
+        let rect = Rect {
+            x: at(0),
+            y: at(2),
+            width,
+            height,
+            encoding,
+            pixels: Vec::new(),
+        };
+        (rect, data)
     }
 
     /// Reads until the server closes the connection; true when it does within the timeout.
