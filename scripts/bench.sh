@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Guest frame rates on the jailed GPU (rayvmm + ray-gpu, VirGL over vhost-user) against QEMU's
-# in-process virgl (guest/run-reference.sh gl: virtio-gpu-gl-pci, -display sdl,gl=on on a private
-# Xvfb), same Linux guest image, same kernel arguments for the workload, runs interleaved.
+# The benchmark suite, one command:
+#  1. the data plane without a guest (cargo bench -p integration --bench jailed_gpu): the jailed
+#     ray-gpu's small-command round trip against an eventfd ping-pong between two processes, its
+#     TRANSFER_TO_HOST_2D bandwidth against memcpy, and jailed against the same device code
+#     served unjailed in-process, interleaved rounds, ratios with targets;
+#  2. the isolation cost (cargo bench -p vmm --bench spawn): spawn-to-Ready time, RSS, PSS and
+#     open descriptors of the GPU process with 1, 2, 4 and 8 alive at once;
+#  3. guest frame rates on the jailed GPU (rayvmm + ray-gpu, VirGL over vhost-user) against
+#     QEMU's in-process virgl (guest/run-reference.sh gl: virtio-gpu-gl-pci, -display sdl,gl=on
+#     on a private Xvfb), same Linux guest image, same kernel arguments for the workload, runs
+#     interleaved. Skipped with --no-guest.
 #
-#   scripts/bench.sh [--rounds N] [--frames F] [--out DIR]
+#   scripts/bench.sh [--rounds N] [--frames F] [--out DIR] [--no-guest]
 #
-# Variants (each a real guest run):
+# Parts 1 and 2 run first (a minute or two); they write their tables into OUT/data_plane.md and
+# OUT/isolation.md (JSON beside them: data_plane.json, isolation.json), their full output into
+# OUT/logs/data-plane.log and OUT/logs/isolation.log. Their rounds: DATA_PLANE_ROUNDS (default 7)
+# and ISOLATION_ROUNDS (default 5) in the environment. They use target/release/ray-gpu
+# (RAY_GPU_BIN). A part that fails is reported, the others still run, and the script exits 1.
+#
+# Part 3's variants (each a real guest run):
 #   jailed kmscube       target/release/rayvmm run ... --3d, rayos.workload=kmscube   kmscube_fps
 #   in-process kmscube   guest/run-reference.sh gl --workload kmscube                 kmscube_fps
 #   jailed glmark2       rayvmm run ... rayos.workload=glmark2                        glmark2_score
@@ -13,29 +27,38 @@
 # Every round runs every variant once; odd rounds in the order above, even rounds reversed, so
 # load drift on this shared machine hits all variants alike. Compare medians only.
 #
-# Output: a markdown table on stdout (also OUT/bench.md), OUT/bench.json (every run, medians,
+# Part 3's output: a markdown table (OUT/bench.md), OUT/bench.json (every run, medians,
 # spreads, ratios, command lines), OUT/bench.png when python3 has matplotlib, and each run's
 # full output in OUT/logs/<variant>-<round>.log. A run that yields no number counts as failed
-# and the benchmark goes on. Progress goes to stderr.
+# and the benchmark goes on.
+#
+# At the end every table (data plane, isolation, guests) is printed on stdout and collected in
+# OUT/summary.md. Progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 prog=bench.sh
 usage() {
   cat <<'EOF'
-usage: scripts/bench.sh [--rounds N] [--frames F] [--out DIR]
+usage: scripts/bench.sh [--rounds N] [--frames F] [--out DIR] [--no-guest]
 
-Guest frame rates, jailed GPU (rayvmm + ray-gpu) vs QEMU's in-process virgl, interleaved.
+The benchmark suite: the data plane without a guest (jailed ray-gpu vs an eventfd
+ping-pong, memcpy, and the same device unjailed), the isolation cost (1, 2, 4, 8
+GPU processes alive), then guest frame rates, jailed GPU (rayvmm + ray-gpu) vs
+QEMU's in-process virgl, interleaved.
 
-  --rounds N   rounds; each runs every variant once, order alternating (default 3)
+  --rounds N   guest rounds; each runs every variant once, order alternating (default 3)
   --frames F   kmscube frames per run (default 600)
-  --out DIR    output directory (default target/bench): bench.md, bench.json,
-               bench.png (if python3 has matplotlib), logs/<variant>-<round>.log
+  --out DIR    output directory (default target/bench): summary.md (every table),
+               data_plane.md/.json, isolation.md/.json, bench.md, bench.json,
+               bench.png (if python3 has matplotlib), logs/
+  --no-guest   only the data plane and the isolation cost (no guest image, no QEMU)
   -h, --help   this text
 
-Variants: jailed kmscube, in-process kmscube, jailed glmark2, in-process glmark2.
-Prints a markdown table: median, min-max and failures per variant, and the
-jailed/in-process ratio of the medians per workload.
+Guest variants: jailed kmscube, in-process kmscube, jailed glmark2, in-process
+glmark2; their table gives median, min-max and failures per variant, and the
+jailed/in-process ratio of the medians per workload. DATA_PLANE_ROUNDS (default 7)
+and ISOLATION_ROUNDS (default 5) set the rounds of the first two parts.
 EOF
 }
 bad() {
@@ -44,11 +67,12 @@ bad() {
   exit 2
 }
 
-rounds=3 frames=600 out=target/bench
+rounds=3 frames=600 out=target/bench guests=1
 while [ $# -gt 0 ]; do
   arg=$1
   case "$arg" in
     -h|--help) usage; exit 0 ;;
+    --no-guest) guests=0; shift; continue ;;
     --rounds|--frames|--out)
       [ $# -ge 2 ] || bad "$arg needs a value"
       val=$2
@@ -74,8 +98,13 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
 logs=$out/logs
-rm -f "$logs"/*.log "$out/runs.tsv" "$out/commands.tsv" "$out/bench.json" "$out/bench.md" \
-  "$out/bench.png"
+# Only what this run writes again: --no-guest keeps an earlier guest report and its logs.
+rm -f "$logs"/setup-*.log "$logs/data-plane.log" "$logs/isolation.log" "$out/data_plane.json" \
+  "$out/data_plane.md" "$out/isolation.json" "$out/isolation.md" "$out/summary.md"
+if [ "$guests" = 1 ]; then
+  rm -f "$logs"/*.log "$out/runs.tsv" "$out/commands.tsv" "$out/bench.json" "$out/bench.md" \
+    "$out/bench.png"
+fi
 
 # step NAME CMD...: runs a setup step with its output in logs/setup-NAME.log; on failure shows
 # the end of it and stops.
@@ -91,15 +120,86 @@ step() {
   if [ $((SECONDS - t0)) -ge 5 ]; then log "$name done ($((SECONDS - t0)) s)"; fi
 }
 step host-packages bash scripts/setup-host.sh
-step guest-tools bash scripts/setup-guest-tools.sh
-step guest-image bash guest/build-linux-guest.sh
+if [ "$guests" = 1 ]; then
+  step guest-tools bash scripts/setup-guest-tools.sh
+  step guest-image bash guest/build-linux-guest.sh
+fi
 step cargo-build cargo build --release -p vmm -p gpu-process
+# The benchmarks' own builds (the `bench` profile), so that their timed runs start at once.
+step cargo-build-data-plane cargo bench --no-run -p integration --bench jailed_gpu
+step cargo-build-isolation cargo bench --no-run -p vmm --bench spawn
 rayvmm=target/release/rayvmm
 image=.cache/guest/linux
-for f in "$rayvmm" target/release/ray-gpu "$image/vmlinuz" "$image/initrd.img"; do
+needed=("$rayvmm" target/release/ray-gpu)
+[ "$guests" = 0 ] || needed+=("$image/vmlinuz" "$image/initrd.img")
+for f in "${needed[@]}"; do
   [ -e "$f" ] || die "$f missing after setup"
 done
-command -v python3 >/dev/null || die "python3 missing (scripts/setup-guest-tools.sh installs it)"
+if [ "$guests" = 1 ]; then
+  command -v python3 >/dev/null || die "python3 missing (scripts/setup-guest-tools.sh installs it)"
+fi
+
+# Stop the run in progress on Ctrl-C / TERM: `timeout` runs rayvmm in its own process group
+# (out of the terminal's reach) and forwards TERM; run-reference.sh stops QEMU and Xvfb on TERM;
+# cargo passes TERM on to the benchmark it runs.
+child=""
+on_signal() {
+  trap - INT TERM
+  if [ -n "$child" ]; then
+    log "interrupted: stopping the run in progress (pid $child)"
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  exit 130
+}
+trap on_signal INT TERM
+
+# --- Without a guest: the data plane and the isolation cost -----------------------------------
+# quick_part NAME TABLE CMD...: runs one benchmark with its output in logs/NAME.log; it writes
+# its markdown TABLE (and the JSON beside it) into $out. On failure shows the end of the log,
+# records the failure and goes on.
+failed_parts=()
+quick_part() {
+  local name=$1 table=$2
+  shift 2
+  local plog=$logs/$name.log t0=$SECONDS rc=0
+  log "$name: $*"
+  RAY_GPU_BIN=$PWD/target/release/ray-gpu BENCH_OUT=$out "$@" </dev/null >"$plog" 2>&1 &
+  child=$!
+  wait "$child" || rc=$?
+  child=""
+  if [ "$rc" = 0 ] && [ -s "$out/$table" ]; then
+    log "$name done ($((SECONDS - t0)) s): $out/$table"
+  else
+    tail -n 30 "$plog" >&2
+    log "$name FAILED (exit $rc, $((SECONDS - t0)) s; full output: $plog)"
+    failed_parts+=("$name")
+    printf '## %s\n\nFAILED (exit %s); full output: `%s`\n' "$name" "$rc" "$plog" >"$out/$table"
+  fi
+}
+quick_part data-plane data_plane.md cargo bench -p integration --bench jailed_gpu
+quick_part isolation isolation.md cargo bench -p vmm --bench spawn
+
+# summary: every table on stdout and in OUT/summary.md; exit 1 when a part failed.
+summary() {
+  local parts=("$out/data_plane.md" "$out/isolation.md")
+  [ "$guests" = 0 ] || parts+=("$out/bench.md")
+  local f first=1
+  for f in "${parts[@]}"; do
+    [ -e "$f" ] || continue
+    [ "$first" = 1 ] || echo
+    first=0
+    cat "$f"
+  done | tee "$out/summary.md"
+  if [ ${#failed_parts[@]} -gt 0 ]; then
+    log "failed: ${failed_parts[*]}"
+    exit 1
+  fi
+}
+if [ "$guests" = 0 ]; then
+  summary
+  exit 0
+fi
 
 # --- The variants -----------------------------------------------------------------------------
 # glmark2: the short scene set, the one /init (guest/linux/init) runs by default and therefore the
@@ -160,20 +260,6 @@ metric_of() {
   esac
 }
 
-# Stop the run in progress on Ctrl-C / TERM: `timeout` runs rayvmm in its own process group
-# (out of the terminal's reach) and forwards TERM; run-reference.sh stops QEMU and Xvfb on TERM.
-child=""
-on_signal() {
-  trap - INT TERM
-  if [ -n "$child" ]; then
-    log "interrupted: stopping the run in progress (pid $child)"
-    kill -TERM "$child" 2>/dev/null || true
-    wait "$child" 2>/dev/null || true
-  fi
-  exit 130
-}
-trap on_signal INT TERM
-
 runs=$out/runs.tsv
 printf 'variant\tround\tposition\tmetric\tvalue\trc\twall_s\tstatus\tlog\tcommand\n' >"$runs"
 for v in "${variants[@]}"; do
@@ -220,7 +306,10 @@ for round in $(seq "$rounds"); do
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# The guest report goes to OUT/bench.md (and bench.json, bench.png); summary prints it with the
+# others.
 python3 scripts/bench_report.py --runs "$runs" --commands "$out/commands.tsv" --out "$out" \
   --rounds "$rounds" --frames "$frames" --glmark2-duration "$glmark2_duration" \
   --glmark2-scenes "$glmark2_scenes" --load-start "$load_start" --load-end "$load_end" \
-  --started "$started"
+  --started "$started" >/dev/null
+summary
