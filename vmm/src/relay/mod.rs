@@ -40,7 +40,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 pub use error::RelayError;
-pub use rules::FileIdentity;
+pub use rules::{FileIdentity, GuestRam};
 
 use rules::{Action, Expected, Negotiation};
 use wire::{Message, WaitResult};
@@ -85,8 +85,10 @@ pub enum RelayEvent {
 /// How the relay checks and bounds the two peers.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
-    /// The guest-RAM memfd: the only file memory-table messages may carry.
-    pub guest_ram: FileIdentity,
+    /// The files memory-table messages may carry: rayvmm's own guest-RAM memfd, or (where
+    /// the supervisor does not own guest RAM) any memfd. Either way each region must lie
+    /// within its file.
+    pub guest_ram: GuestRam,
     /// How long ray-gpu has to answer a request that gets a reply.
     pub reply_timeout: Duration,
     /// How long either peer has to finish a message it started, or to take one sent to it.
@@ -97,7 +99,17 @@ impl RelayConfig {
     /// The bounds rayvmm uses: 5 s for a reply, 5 s for a message to finish.
     pub fn new(guest_ram: FileIdentity) -> RelayConfig {
         RelayConfig {
-            guest_ram,
+            guest_ram: GuestRam::File(guest_ram),
+            reply_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The same bounds, with memory regions allowed in any memfd: for a supervisor that does
+    /// not own guest RAM (the libvirt backend, where QEMU makes it).
+    pub fn any_memfd() -> RelayConfig {
+        RelayConfig {
+            guest_ram: GuestRam::AnyMemfd,
             reply_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(5),
         }

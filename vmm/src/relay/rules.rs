@@ -144,6 +144,23 @@ impl FileIdentity {
     }
 }
 
+/// Which files memory-region messages may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestRam {
+    /// Exactly this file: the guest-RAM memfd the supervisor made and owns (rayvmm).
+    File(FileIdentity),
+    /// Any memfd: a regular file whose `/proc/self/fd` link reads `/memfd:...`. For a
+    /// supervisor that does not own guest RAM (under libvirt, QEMU makes it), so it cannot
+    /// tell guest RAM from another memfd QEMU might pass.
+    AnyMemfd,
+}
+
+impl From<FileIdentity> for GuestRam {
+    fn from(identity: FileIdentity) -> GuestRam {
+        GuestRam::File(identity)
+    }
+}
+
 /// The kinds of descriptor a frontend request may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FdKind {
@@ -156,8 +173,9 @@ pub(crate) enum FdKind {
 }
 
 impl FdKind {
-    fn describe(self) -> &'static str {
+    fn describe(self, guest_ram: GuestRam) -> &'static str {
         match self {
+            FdKind::GuestRam if guest_ram == GuestRam::AnyMemfd => "a memfd",
             FdKind::GuestRam => "the guest-RAM memfd",
             FdKind::EventFd => "an eventfd",
             FdKind::UnixSocket => "a unix stream socket",
@@ -167,11 +185,23 @@ impl FdKind {
 
 /// Checks that `fd` is of `kind`; on success returns the file's size (for guest RAM, to
 /// bound the regions), else what it is instead.
-fn check_fd_kind(fd: BorrowedFd<'_>, kind: FdKind, guest_ram: FileIdentity) -> Result<u64, String> {
+fn check_fd_kind(fd: BorrowedFd<'_>, kind: FdKind, guest_ram: GuestRam) -> Result<u64, String> {
     let stat = nix::sys::stat::fstat(fd).map_err(|errno| format!("fstat failed: {errno}"))?;
     let size = u64::try_from(stat.st_size).unwrap_or(0);
-    match kind {
-        FdKind::GuestRam => {
+    match (kind, guest_ram) {
+        (FdKind::GuestRam, GuestRam::AnyMemfd) => {
+            if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(format!("file mode {:#o}", stat.st_mode));
+            }
+            let link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map_err(|err| format!("/proc/self/fd unreadable: {err}"))?;
+            if link.as_os_str().as_encoded_bytes().starts_with(b"/memfd:") {
+                Ok(size)
+            } else {
+                Err(link.display().to_string())
+            }
+        }
+        (FdKind::GuestRam, GuestRam::File(guest_ram)) => {
             let found = FileIdentity {
                 dev: stat.st_dev,
                 ino: stat.st_ino,
@@ -182,7 +212,7 @@ fn check_fd_kind(fd: BorrowedFd<'_>, kind: FdKind, guest_ram: FileIdentity) -> R
                 Err(format!("device {} inode {}", found.dev, found.ino))
             }
         }
-        FdKind::EventFd => {
+        (FdKind::EventFd, _) => {
             let link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
                 .map_err(|err| format!("/proc/self/fd unreadable: {err}"))?;
             if link.as_os_str() == "anon_inode:[eventfd]" {
@@ -191,7 +221,7 @@ fn check_fd_kind(fd: BorrowedFd<'_>, kind: FdKind, guest_ram: FileIdentity) -> R
                 Err(link.display().to_string())
             }
         }
-        FdKind::UnixSocket => {
+        (FdKind::UnixSocket, _) => {
             if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
                 return Err(format!("file mode {:#o}", stat.st_mode));
             }
@@ -403,7 +433,7 @@ pub(crate) struct Expected {
 /// negotiates. Returns what to do with it.
 pub(crate) fn check_request(
     msg: &Message,
-    guest_ram: FileIdentity,
+    guest_ram: GuestRam,
     negotiation: &mut Negotiation,
 ) -> Result<Action, RelayError> {
     let code = msg.header.request;
@@ -505,7 +535,7 @@ fn check_fds(
     rule: &Rule,
     request: &'static str,
     msg: &Message,
-    guest_ram: FileIdentity,
+    guest_ram: GuestRam,
 ) -> Result<Vec<u64>, RelayError> {
     let got = msg.fds.len();
     let (allowed, kind): (std::ops::RangeInclusive<usize>, Option<FdKind>) = match rule.fds {
@@ -543,7 +573,7 @@ fn check_fds(
             check_fd_kind(fd.as_fd(), kind, guest_ram).map_err(|found| RelayError::FdKind {
                 request,
                 index,
-                expected: kind.describe(),
+                expected: kind.describe(guest_ram),
                 found,
             })
         })

@@ -61,17 +61,22 @@ fn start() -> Harness {
 
 /// A relay whose reply and message bounds are `timeout`.
 fn start_with_timeout(timeout: Duration) -> Harness {
+    start_with_config(|ram| RelayConfig {
+        guest_ram: FileIdentity::of(ram).unwrap().into(),
+        reply_timeout: timeout,
+        io_timeout: timeout,
+    })
+}
+
+/// A relay configured by `config`, given the harness's guest RAM.
+fn start_with_config(config: impl FnOnce(&File) -> RelayConfig) -> Harness {
     let ram = File::from(memfd_create("guest-ram", MFdFlags::MFD_CLOEXEC).unwrap());
     ram.set_len(RAM_SIZE).unwrap();
     let (qemu, engine) = UnixStream::pair().unwrap();
     let (gpu, backend) = UnixStream::pair().unwrap();
     qemu.set_read_timeout(Some(PATIENCE)).unwrap();
     gpu.set_read_timeout(Some(PATIENCE)).unwrap();
-    let config = RelayConfig {
-        guest_ram: FileIdentity::of(&ram).unwrap(),
-        reply_timeout: timeout,
-        io_timeout: timeout,
-    };
+    let config = config(&ram);
     let (sender, events) = mpsc::channel();
     let relay = Relay::spawn(
         engine,
@@ -912,4 +917,90 @@ fn dropping_the_relay_stops_it_and_closes_both_sockets() {
     assert!(closed(&qemu));
     assert!(closed(&gpu));
     assert!(events.try_recv().is_err());
+}
+
+// ---- a supervisor that does not own guest RAM (the libvirt backend) ----
+
+/// A relay that accepts any memfd as guest RAM.
+fn start_any_memfd() -> Harness {
+    start_with_config(|_| RelayConfig {
+        reply_timeout: PATIENCE,
+        io_timeout: PATIENCE,
+        ..RelayConfig::any_memfd()
+    })
+}
+
+#[test]
+fn any_memfd_mode_forwards_a_memfd_the_relay_did_not_make() {
+    let harness = start_any_memfd();
+    let qemus_ram = File::from(memfd_create("pc.ram", MFdFlags::MFD_CLOEXEC).unwrap());
+    qemus_ram.set_len(RAM_SIZE).unwrap();
+    let request = message(SET_MEM_TABLE, VERSION, &mem_table(&[(0, RAM_SIZE, 0)]));
+
+    send(&harness.qemu, &request, &[qemus_ram.as_fd()]);
+    let (bytes, fds) = receive(&harness.gpu);
+
+    let identities: Vec<FileIdentity> =
+        fds.iter().map(|fd| FileIdentity::of(fd).unwrap()).collect();
+    assert_eq!(bytes, request);
+    assert_eq!(identities, vec![FileIdentity::of(&qemus_ram).unwrap()]);
+}
+
+#[test]
+fn any_memfd_mode_refuses_a_region_file_that_is_not_a_memfd() {
+    let harness = start_any_memfd();
+    let plain = tempfile::tempfile().unwrap();
+    plain.set_len(RAM_SIZE).unwrap();
+
+    send(
+        &harness.qemu,
+        &message(SET_MEM_TABLE, VERSION, &mem_table(&[(0, RAM_SIZE, 0)])),
+        &[plain.as_fd()],
+    );
+
+    let event = next_event(&harness);
+    assert!(
+        event.starts_with(
+            "frontend violation: QEMU sent SET_MEM_TABLE whose descriptor 0 is not a memfd: /"
+        ),
+        "{event}"
+    );
+    assert!(closed(&harness.gpu));
+}
+
+#[test]
+fn any_memfd_mode_refuses_an_eventfd_as_guest_ram() {
+    let harness = start_any_memfd();
+    let not_ram = eventfd();
+
+    send(
+        &harness.qemu,
+        &message(SET_MEM_TABLE, VERSION, &mem_table(&[(0, RAM_SIZE, 0)])),
+        &[not_ram.as_fd()],
+    );
+
+    let event = next_event(&harness);
+    assert!(
+        event.starts_with("frontend violation: QEMU sent SET_MEM_TABLE whose descriptor 0 is not a memfd: file mode"),
+        "{event}"
+    );
+}
+
+#[test]
+fn any_memfd_mode_still_bounds_regions_by_the_memfd_size() {
+    let harness = start_any_memfd();
+    let qemus_ram = File::from(memfd_create("pc.ram", MFdFlags::MFD_CLOEXEC).unwrap());
+    qemus_ram.set_len(RAM_SIZE).unwrap();
+
+    send(
+        &harness.qemu,
+        &message(SET_MEM_TABLE, VERSION, &mem_table(&[(0, RAM_SIZE, 0x1000)])),
+        &[qemus_ram.as_fd()],
+    );
+
+    assert_eq!(
+        next_event(&harness),
+        "frontend violation: QEMU sent SET_MEM_TABLE with region at offset 0x1000 of size 0x100000 \
+         beyond the guest RAM's 0x100000 bytes"
+    );
 }
