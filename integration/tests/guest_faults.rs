@@ -82,6 +82,20 @@ fn pid_after(run: &mut Rayvmm, prefix: &str) -> u32 {
 const STALLED: &str = "the GPU process stopped making progress: the thread that serves the \
                        device did not answer a frame request within";
 
+impl FaultRun {
+    /// rayvmm ended with `code`, said `said`, within `bound` of the fault, leaving no process.
+    fn assert_ended(&self, code: i32, said: &str, bound: Duration) {
+        assert_eq!(self.done.code, Some(code), "rayvmm log:\n{}", self.done.log);
+        assert!(
+            self.done.log.contains(said),
+            "rayvmm log:\n{}",
+            self.done.log
+        );
+        assert!(self.detected_after < bound, "{:?}", self.detected_after);
+        assert_eq!(self.leftovers, Vec::<u32>::new());
+    }
+}
+
 #[test]
 fn stopped_gpu_process_is_detected_within_the_liveness_bound_and_ends_the_vm_with_3() {
     let run = fault(
@@ -90,18 +104,7 @@ fn stopped_gpu_process_is_detected_within_the_liveness_bound_and_ends_the_vm_wit
         &["--liveness-timeout", "2s"],
     );
 
-    assert_eq!(run.done.code, Some(3), "rayvmm log:\n{}", run.done.log);
-    assert!(
-        run.done.log.contains(STALLED),
-        "rayvmm log:\n{}",
-        run.done.log
-    );
-    assert!(
-        run.detected_after < Duration::from_secs(20),
-        "{:?}",
-        run.detected_after
-    );
-    assert_eq!(run.leftovers, Vec::<u32>::new());
+    run.assert_ended(3, STALLED, Duration::from_secs(20));
 }
 
 #[test]
@@ -112,71 +115,38 @@ fn endless_loop_in_the_gpu_process_is_detected_within_the_liveness_bound_and_end
         &["--liveness-timeout", "2s"],
     );
 
-    assert_eq!(run.done.code, Some(3), "rayvmm log:\n{}", run.done.log);
-    assert!(
-        run.done.log.contains(STALLED),
-        "rayvmm log:\n{}",
-        run.done.log
-    );
-    assert!(
-        run.detected_after < Duration::from_secs(30),
-        "{:?}",
-        run.detected_after
-    );
-    assert_eq!(run.leftovers, Vec::<u32>::new());
+    run.assert_ended(3, STALLED, Duration::from_secs(30));
 }
 
 #[test]
 fn killed_gpu_process_ends_the_vm_with_1_naming_the_signal() {
     let run = fault("fault-sigkill", Cause::Signal("KILL"), &[]);
 
-    assert_eq!(run.done.code, Some(1), "rayvmm log:\n{}", run.done.log);
-    assert!(run
-        .done
-        .log
-        .contains("the GPU process was killed by SIGKILL"));
-    assert!(
-        run.detected_after < Duration::from_secs(20),
-        "{:?}",
-        run.detected_after
+    run.assert_ended(
+        1,
+        "the GPU process was killed by SIGKILL",
+        Duration::from_secs(20),
     );
-    assert_eq!(run.leftovers, Vec::<u32>::new());
 }
 
 #[test]
 fn crash_in_the_gpu_process_ends_the_vm_with_1_naming_sigsegv() {
     let run = fault("fault-segv", Cause::Injected("segv"), &[]);
 
-    assert_eq!(run.done.code, Some(1), "rayvmm log:\n{}", run.done.log);
-    assert!(
-        run.done
-            .log
-            .contains("the GPU process was killed by SIGSEGV"),
-        "rayvmm log:\n{}",
-        run.done.log
+    run.assert_ended(
+        1,
+        "the GPU process was killed by SIGSEGV",
+        Duration::from_secs(30),
     );
-    assert!(
-        run.detected_after < Duration::from_secs(30),
-        "{:?}",
-        run.detected_after
-    );
-    assert_eq!(run.leftovers, Vec::<u32>::new());
 }
 
 #[test]
 fn abort_in_the_gpu_process_ends_the_vm_with_1_naming_how_it_died() {
     let run = fault("fault-abort", Cause::Injected("abort"), &[]);
 
-    assert_eq!(run.done.code, Some(1), "rayvmm log:\n{}", run.done.log);
-    assert!(
-        run.done.log.contains("the GPU process was killed by SIG"),
-        "rayvmm log:\n{}",
-        run.done.log
+    run.assert_ended(
+        1,
+        "the GPU process was killed by SIG",
+        Duration::from_secs(30),
     );
-    assert!(
-        run.detected_after < Duration::from_secs(30),
-        "{:?}",
-        run.detected_after
-    );
-    assert_eq!(run.leftovers, Vec::<u32>::new());
 }

@@ -250,6 +250,25 @@ impl JailConfig {
     }
 }
 
+/// Where the host's DRM device nodes are.
+pub const DRI_DIR: &str = "/dev/dri";
+
+/// The render nodes (`renderD*`) in `dir`, sorted; none when `dir` is missing.
+pub fn render_nodes(dir: &Path) -> Vec<PathBuf> {
+    let mut nodes: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("renderD"))
+        })
+        .collect();
+    nodes.sort();
+    nodes
+}
+
 /// The GL stack's environment: no shader cache (nothing to write), a HOME so nothing looks up
 /// /etc/passwd, and EGL without a window system.
 pub fn default_env() -> Vec<(OsString, OsString)> {
@@ -282,6 +301,26 @@ pub fn mirror_host_path(path: &Path) -> TreeEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_render_nodes_count_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["renderD129", "card0", "renderD128"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+
+        let nodes = render_nodes(dir.path());
+
+        assert_eq!(
+            nodes,
+            vec![dir.path().join("renderD128"), dir.path().join("renderD129")]
+        );
+    }
+
+    #[test]
+    fn a_host_without_dev_dri_has_no_render_node() {
+        assert!(render_nodes(Path::new("/nonexistent/dri")).is_empty());
+    }
 
     #[test]
     fn mirror_of_a_symlink_is_the_same_symlink() {

@@ -38,7 +38,8 @@ use nix::errno::Errno;
 use thiserror::Error;
 
 pub use config::{
-    CgroupLimits, ChildStderr, JailConfig, JailIds, PassFd, Resource, Rlimit, TreeEntry,
+    render_nodes, CgroupLimits, ChildStderr, JailConfig, JailIds, PassFd, Resource, Rlimit,
+    TreeEntry, DRI_DIR,
 };
 pub use idmap::IdMapError;
 pub use plan::PlanError;

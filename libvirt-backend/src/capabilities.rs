@@ -6,27 +6,6 @@
 //! that claim by picking a node itself and passing `--render-node`, and fails the domain where
 //! /dev/dri holds none.
 
-use std::path::{Path, PathBuf};
-
-/// Where the host's DRM device nodes are.
-pub const DRI_DIR: &str = "/dev/dri";
-
-/// The render nodes (`renderD*`) in `dir`, sorted; none when `dir` is missing.
-pub fn render_nodes(dir: &Path) -> Vec<PathBuf> {
-    let mut nodes: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("renderD"))
-        })
-        .collect();
-    nodes.sort();
-    nodes
-}
-
 /// The capabilities document, with `render-node` claimed only when `has_render_node`.
 pub fn document(has_render_node: bool) -> String {
     let mut features = Vec::new();
@@ -60,25 +39,5 @@ mod tests {
             doc,
             serde_json::json!({"type": "gpu", "features": ["render-node", "virgl"]})
         );
-    }
-
-    #[test]
-    fn only_render_nodes_count_sorted() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["renderD129", "card0", "renderD128"] {
-            std::fs::write(dir.path().join(name), b"").unwrap();
-        }
-
-        let nodes = render_nodes(dir.path());
-
-        assert_eq!(
-            nodes,
-            vec![dir.path().join("renderD128"), dir.path().join("renderD129")]
-        );
-    }
-
-    #[test]
-    fn a_host_without_dev_dri_has_no_render_node() {
-        assert!(render_nodes(Path::new("/nonexistent/dri")).is_empty());
     }
 }

@@ -8,8 +8,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use jail::{render_nodes, DRI_DIR};
 use libvirt_backend::args::{self, Command, Frontend, ServeOptions, USAGE};
-use libvirt_backend::capabilities::{self, DRI_DIR};
+use libvirt_backend::capabilities;
 use libvirt_backend::frontend::{self, Listening};
 use libvirt_backend::locate::{self, RAY_GPU_ENV};
 use libvirt_backend::report::{self, say};
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::PrintCapabilities => {
-            let has_node = !capabilities::render_nodes(Path::new(DRI_DIR)).is_empty();
+            let has_node = !render_nodes(Path::new(DRI_DIR)).is_empty();
             println!("{}", capabilities::document(has_node));
             Ok(0)
         }
@@ -69,7 +70,7 @@ fn serve(options: &ServeOptions) -> anyhow::Result<u8> {
             check_render_node(node)?;
             vec![node.clone()]
         }
-        None => capabilities::render_nodes(Path::new(DRI_DIR)),
+        None => render_nodes(Path::new(DRI_DIR)),
     };
     // This supervisor never needs to gain privileges; nothing it runs may either.
     nix::sys::prctl::set_no_new_privs().context("setting no_new_privs")?;

@@ -163,7 +163,7 @@ struct IsolationCost {
 /// software-rendering policy (the hardware one where the host has a render node), the
 /// render nodes that exist.
 fn vm_gpu_config(binary: &Path) -> GpuSpawnConfig {
-    let nodes = render_nodes();
+    let nodes = jail::render_nodes(std::path::Path::new(jail::DRI_DIR));
     let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../policies")
         .join(if nodes.is_empty() {
@@ -176,22 +176,6 @@ fn vm_gpu_config(binary: &Path) -> GpuSpawnConfig {
     config.display = Some(DisplayMode::default());
     config.ready_timeout = Duration::from_secs(60);
     config
-}
-
-/// The DRM render nodes of this host (none on llvmpipe-only machines).
-fn render_nodes() -> Vec<PathBuf> {
-    let mut nodes: Vec<PathBuf> = std::fs::read_dir("/dev/dri")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("renderD"))
-        })
-        .collect();
-    nodes.sort();
-    nodes
 }
 
 /// Part 2: see the file's doc comment.

@@ -35,19 +35,6 @@ pub fn ray_gpu() -> PathBuf {
     path
 }
 
-/// The DRM render nodes of this host (none on the CI machines: llvmpipe then).
-pub fn render_nodes() -> Vec<PathBuf> {
-    std::fs::read_dir("/dev/dri")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("renderD"))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The policy the jail uses: the software-rendering variant without a render node (llvmpipe
 /// JIT-compiles shaders), the hardware one with.
 pub fn policy_for(nodes: &[PathBuf]) -> PathBuf {
@@ -80,7 +67,7 @@ pub fn spawn_with_display(
     wanted: u64,
     display: Option<DisplayMode>,
 ) -> Result<JailedGpu, GpuError> {
-    let nodes = render_nodes();
+    let nodes = jail::render_nodes(std::path::Path::new(jail::DRI_DIR));
     let mut config = GpuSpawnConfig::new(&ray_gpu(), &policy_for(&nodes), &nodes);
     config.renderer = renderer;
     config.display = display;

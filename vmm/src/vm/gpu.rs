@@ -137,7 +137,12 @@ impl JailedGpu {
         socket: OwnedFd,
         sink: GpuSink,
     ) -> Result<JailedGpu, String> {
-        JailedGpu::spawn_with_devices(options, &render_nodes(), socket, sink)
+        JailedGpu::spawn_with_devices(
+            options,
+            &jail::render_nodes(Path::new(jail::DRI_DIR)),
+            socket,
+            sink,
+        )
     }
 
     /// [`JailedGpu::spawn`] with exactly the GPU device nodes `devices` in the jail (those
@@ -235,22 +240,6 @@ impl JailedGpu {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
-}
-
-/// The render nodes this host has (none on llvmpipe-only machines).
-fn render_nodes() -> Vec<std::path::PathBuf> {
-    let mut nodes: Vec<_> = std::fs::read_dir("/dev/dri")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("renderD"))
-        })
-        .collect();
-    nodes.sort();
-    nodes
 }
 
 /// Polls the process until it ends (reporting how) or the server is dropped.
