@@ -190,6 +190,19 @@ pub const GL_READ_ONLY_PATHS: &[&str] = &[
     "/usr/share/drirc.d",
 ];
 
+/// Where NVIDIA's driver keeps its userspace libraries and vendor files apart from the
+/// distribution's (the GPU machines here: ../shared/FACTS.md, "The NVIDIA machines").
+pub const NVIDIA_PATHS: &[&str] = &["/usr/local/nvidia/lib64", "/usr/local/nvidia/share"];
+
+/// The control node every NVIDIA device node needs beside it.
+pub const NVIDIA_CONTROL_NODE: &str = "/dev/nvidiactl";
+
+/// Whether `path` is one of NVIDIA's device nodes (`/dev/nvidia0`, `/dev/nvidiactl` ...).
+pub fn is_nvidia_node(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("nvidia"))
+}
+
 /// Default resource limits: no core dumps, bounded descriptors, processes (threads count),
 /// file size and data (not address space: GPU drivers reserve huge PROT_NONE ranges).
 pub const DEFAULT_RLIMITS: &[Rlimit] = &[
@@ -228,8 +241,28 @@ impl JailConfig {
             .iter()
             .map(|p| mirror_host_path(Path::new(p)))
             .collect();
+        let mut nodes: Vec<PathBuf> = devices.to_vec();
+        let mut env = default_env();
+        if devices.iter().any(|d| is_nvidia_node(d)) {
+            // NVIDIA's driver opens its control node beside the chosen GPU, loads its
+            // libraries from where the host keeps them, and EGL must pick NVIDIA's vendor
+            // library, never fall back to Mesa's.
+            let control = PathBuf::from(NVIDIA_CONTROL_NODE);
+            if !nodes.contains(&control) {
+                nodes.insert(0, control);
+            }
+            tree.extend(NVIDIA_PATHS.iter().map(|p| mirror_host_path(Path::new(p))));
+            env.push((
+                OsString::from("__EGL_VENDOR_LIBRARY_FILENAMES"),
+                OsString::from(nvidia_egl_vendor_file()),
+            ));
+            env.push((
+                OsString::from("LD_LIBRARY_PATH"),
+                OsString::from(NVIDIA_PATHS[0]),
+            ));
+        }
         tree.extend(
-            devices
+            nodes
                 .iter()
                 .map(|path| TreeEntry::Device { path: path.clone() }),
         );
@@ -241,7 +274,7 @@ impl JailConfig {
             tree,
             root_tmpfs_bytes: 1 << 20,
             proc_subset_pid: true,
-            env: default_env(),
+            env,
             rlimits: DEFAULT_RLIMITS.to_vec(),
             cgroup: None,
             stderr: ChildStderr::Null,
@@ -267,6 +300,19 @@ pub fn render_nodes(dir: &Path) -> Vec<PathBuf> {
         .collect();
     nodes.sort();
     nodes
+}
+
+/// NVIDIA's glvnd EGL vendor file: the distribution's copy where there is one, else the
+/// driver's own.
+fn nvidia_egl_vendor_file() -> &'static str {
+    const CANDIDATES: [&str; 2] = [
+        "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
+        "/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json",
+    ];
+    CANDIDATES
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or(CANDIDATES[0])
 }
 
 /// The GL stack's environment: no shader cache (nothing to write), a HOME so nothing looks up
@@ -301,6 +347,53 @@ pub fn mirror_host_path(path: &Path) -> TreeEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nvidia_gpu_brings_its_control_node_libraries_and_pinned_egl_vendor() {
+        let config =
+            JailConfig::for_gpu_process(Path::new("/ray-gpu"), &[PathBuf::from("/dev/nvidia0")]);
+
+        let devices: Vec<&Path> = config
+            .tree
+            .iter()
+            .filter_map(|e| match e {
+                TreeEntry::Device { path } => Some(path.as_path()),
+                _ => None,
+            })
+            .collect();
+        let binds_nvidia_libraries = config.tree.iter().any(|e| {
+            matches!(e, TreeEntry::Bind { source, .. } if source == Path::new("/usr/local/nvidia/lib64"))
+        });
+        let pinned = config.env.iter().any(|(k, v)| {
+            k == "__EGL_VENDOR_LIBRARY_FILENAMES" && v.to_string_lossy().ends_with("10_nvidia.json")
+        });
+        assert_eq!(
+            (devices, binds_nvidia_libraries, pinned),
+            (
+                vec![Path::new("/dev/nvidiactl"), Path::new("/dev/nvidia0")],
+                true,
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn render_node_gpu_gets_no_nvidia_paths() {
+        let config = JailConfig::for_gpu_process(
+            Path::new("/ray-gpu"),
+            &[PathBuf::from("/dev/dri/renderD128")],
+        );
+
+        let mentions_nvidia = config
+            .env
+            .iter()
+            .any(|(k, _)| k == "__EGL_VENDOR_LIBRARY_FILENAMES")
+            || config
+                .tree
+                .iter()
+                .any(|e| format!("{e:?}").contains("nvidia"));
+        assert!(!mentions_nvidia);
+    }
 
     #[test]
     fn only_render_nodes_count_sorted() {

@@ -53,6 +53,10 @@ pub struct SandboxReportArgs {
     /// Let the process write to this terminal's standard error (debugging).
     #[arg(long)]
     pub child_stderr: bool,
+    /// Bring virglrenderer up before the filter, as a VM's GPU process does, so the report
+    /// shows the renderer that came up on the given devices (default: no renderer).
+    #[arg(long)]
+    pub virgl: bool,
 }
 
 /// The filter's default action, as spelled on the command line.
@@ -161,6 +165,9 @@ fn spawn_config(args: &SandboxReportArgs) -> Result<GpuSpawnConfig> {
     };
     let mut config = GpuSpawnConfig::new(&gpu_binary, &policy, &args.devices);
     config.action = args.action.into();
+    if args.virgl {
+        config.renderer = control::messages::RendererMode::Virgl;
+    }
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         config.jail.ids = JailIds {
             uid,
