@@ -15,6 +15,7 @@ use std::time::Duration;
 use control::display::DisplayMode;
 use control::messages::RendererMode;
 use jail::{ChildStderr, ExitStatus, PassFd};
+use seccomp::DefaultAction;
 use vmm::gpu_process::{GpuError, GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
 
 use support::session::Session;
@@ -67,10 +68,22 @@ pub fn spawn_with_display(
     wanted: u64,
     display: Option<DisplayMode>,
 ) -> Result<JailedGpu, GpuError> {
+    spawn_with_action(renderer, wanted, display, DefaultAction::KillProcess)
+}
+
+/// As [`spawn_with_display`], with the filter's action on a refused call (`Trap`: the
+/// process names the call before it exits).
+pub fn spawn_with_action(
+    renderer: RendererMode,
+    wanted: u64,
+    display: Option<DisplayMode>,
+    action: DefaultAction,
+) -> Result<JailedGpu, GpuError> {
     let nodes = jail::render_nodes(std::path::Path::new(jail::DRI_DIR));
     let mut config = GpuSpawnConfig::new(&ray_gpu(), &policy_for(&nodes), &nodes);
     config.renderer = renderer;
     config.display = display;
+    config.action = action;
     config.jail.stderr = ChildStderr::Inherit;
     let (ours, theirs) = UnixStream::pair().expect("vhost-user socketpair");
     let process = GpuProcess::spawn_with_fds(
