@@ -1,6 +1,6 @@
-//! Faults in the jailed GPU process while a real guest renders (kmscube on virgl): each is
-//! detected within its bound, said plainly, ends rayvmm with its documented exit status, and
-//! leaves no process behind.
+//! Faults in the jailed GPU process and in QEMU while a real guest renders (kmscube on virgl):
+//! each is detected within its bound, said plainly, ends rayvmm with its documented exit
+//! status, and leaves no process behind.
 
 mod guest_support;
 
@@ -23,6 +23,8 @@ struct FaultRun {
 enum Cause {
     /// A signal sent to ray-gpu from the host while kmscube renders.
     Signal(&'static str),
+    /// A signal sent to QEMU while kmscube renders.
+    SignalEngine(&'static str),
     /// A fault the probe build of ray-gpu injects on the thread that serves the device, 5 s
     /// after the first frame (`RAYOS_GPU_FAULT`, gpu-process/src/fault.rs).
     Injected(&'static str),
@@ -42,7 +44,7 @@ fn fault(name: &str, cause: Cause, extra: &[&str]) -> FaultRun {
     args.extend(extra.iter().map(|a| a.to_string()));
     let probe = integration::binaries::ray_gpu_probe().display().to_string();
     let mut run = match cause {
-        Cause::Signal(_) => Rayvmm::start(&args),
+        Cause::Signal(_) | Cause::SignalEngine(_) => Rayvmm::start(&args),
         Cause::Injected(fault) => {
             args.extend(["--ray-gpu".to_string(), probe]);
             Rayvmm::start_with_env(&args, &[("RAYOS_GPU_FAULT", fault)])
@@ -54,12 +56,17 @@ fn fault(name: &str, cause: Cause, extra: &[&str]) -> FaultRun {
     std::thread::sleep(Duration::from_secs(3));
 
     let struck = Instant::now();
-    if let Cause::Signal(signal) = cause {
+    let target = match cause {
+        Cause::Signal(signal) => Some((signal, gpu)),
+        Cause::SignalEngine(signal) => Some((signal, qemu)),
+        Cause::Injected(_) => None,
+    };
+    if let Some((signal, pid)) = target {
         let status = Command::new("kill")
-            .args(["-s", signal, &gpu.to_string()])
+            .args(["-s", signal, &pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -s {signal} {gpu}");
+        assert!(status.success(), "kill -s {signal} {pid}");
     }
     let done = run.finish(Duration::from_secs(90));
 
@@ -148,5 +155,31 @@ fn abort_in_the_gpu_process_ends_the_vm_with_1_naming_how_it_died() {
         1,
         "the GPU process was killed by SIG",
         Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn stopped_qemu_is_detected_within_the_liveness_bound_and_ends_the_vm_with_3() {
+    let run = fault(
+        "fault-qemu-sigstop",
+        Cause::SignalEngine("STOP"),
+        &["--liveness-timeout", "2s"],
+    );
+
+    run.assert_ended(
+        3,
+        "the engine (QEMU) stopped making progress: it did not answer QMP within",
+        Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn killed_qemu_ends_the_vm_with_1_naming_the_signal() {
+    let run = fault("fault-qemu-sigkill", Cause::SignalEngine("KILL"), &[]);
+
+    run.assert_ended(
+        1,
+        "the engine (QEMU) was killed by SIGKILL",
+        Duration::from_secs(20),
     );
 }

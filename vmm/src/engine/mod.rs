@@ -92,4 +92,7 @@ pub trait Machine: Send {
     fn screenshot(&mut self) -> Result<Frame, EngineError>;
     /// Kills the engine outright (idempotent; harmless once it exited).
     fn kill(&mut self);
+    /// Asks the engine whether it still answers (QMP `query-status` for QEMU), waiting at
+    /// most `timeout`.
+    fn ping(&mut self, timeout: std::time::Duration) -> Result<(), EngineError>;
 }

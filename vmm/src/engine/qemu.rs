@@ -276,6 +276,11 @@ impl Machine for QemuMachine {
         Frame::from_ppm(&data).map_err(|e| EngineError::Screenshot(e.to_string()))
     }
 
+    fn ping(&mut self, timeout: Duration) -> Result<(), EngineError> {
+        self.qmp()?.execute("query-status", None, timeout)?;
+        Ok(())
+    }
+
     fn kill(&mut self) {
         self.child.kill();
     }

@@ -45,14 +45,15 @@ use frame::Frame;
 use gpu::{GpuEvent, GpuServer, GpuSink, JailedGpu, JailedGpuOptions, ReferenceGpu};
 use memory::GuestRam;
 
-/// rayvmm's exit status when the GPU process stopped making progress and was stopped.
+/// rayvmm's exit status when the GPU process or the engine stopped making progress and the
+/// VM was stopped.
 pub const EXIT_GPU_STALLED: i32 = 3;
+/// How often the supervisor asks the engine whether it still answers.
+const ENGINE_PING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the engine may take to quit before it is killed.
 const ENGINE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the GPU process may take to stop before it is killed.
 const GPU_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the supervisor keeps a copy of the GPU process's current frame.
-const FRAME_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// How long after a child's death the other's death counts as its consequence.
 const CONSEQUENCE_WINDOW: Duration = Duration::from_millis(500);
 /// Where SIGUSR1 writes its screenshots when no `--screenshot` path was given.
@@ -198,6 +199,8 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         last_frame: None,
         vnc,
         relay,
+        liveness: config.liveness_timeout,
+        last_ping: Instant::now(),
     };
     let machine = match engine.launch(&spec, engine_sink) {
         Ok(m) => m,
@@ -306,6 +309,9 @@ struct Supervisor {
     vnc: Option<vnc::VncDisplay>,
     /// Between QEMU and the jailed GPU process on the vhost-user socket.
     relay: Option<Relay>,
+    /// How long a child may stop answering before the VM is stopped.
+    liveness: Duration,
+    last_ping: Instant,
 }
 
 /// Says how the GPU process died, with the call its filter refused when it reported one.
@@ -319,7 +325,12 @@ fn gpu_death(exit: &child::ExitDescription, blocked: Option<&str>) -> String {
 impl Supervisor {
     fn run(mut self) -> Outcome {
         loop {
-            let event = match self.rx.recv_timeout(FRAME_POLL_INTERVAL) {
+            if self.last_ping.elapsed() >= ENGINE_PING_INTERVAL {
+                if let Some(outcome) = self.ping_engine() {
+                    return outcome;
+                }
+            }
+            let event = match self.rx.recv_timeout(ENGINE_PING_INTERVAL) {
                 Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => {
                     self.poll_frame();
@@ -379,6 +390,28 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// Asks QEMU whether it still answers; one that does not within the liveness bound
+    /// (stopped, or its main loop stuck) ends the run with [`EXIT_GPU_STALLED`]. Other QMP
+    /// failures mean QEMU is going away, which its monitor reports.
+    fn ping_engine(&mut self) -> Option<Outcome> {
+        self.last_ping = Instant::now();
+        let machine = self.machine.as_mut().filter(|_| self.engine_alive)?;
+        let asked = Instant::now();
+        match machine.ping(self.liveness) {
+            Err(EngineError::Qmp(crate::engine::qmp::QmpError::Timeout { .. })) => {
+                let msg = format!(
+                    "the engine (QEMU) stopped making progress: it did not answer QMP within \
+                     {:.1} s",
+                    asked.elapsed().as_secs_f64()
+                );
+                say(&format!("{msg}; stopping it and the GPU process"));
+                machine.kill();
+                Some(self.finish(EXIT_GPU_STALLED, msg))
+            }
+            _ => None,
         }
     }
 
