@@ -22,6 +22,8 @@ use jail::{self, ExitStatus, JailConfig, JailError, JailedProcess, PassFd, TreeE
 mod frames;
 pub mod log;
 mod screenshot;
+#[doc(hidden)]
+pub use frames::check_reply as check_frame_reply;
 pub use frames::{FrameBuffer, FrameError, FrameUpdate, MAX_FRAME_BYTES};
 pub use screenshot::{ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};
 

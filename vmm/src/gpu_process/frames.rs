@@ -146,6 +146,20 @@ impl GpuProcess {
     }
 }
 
+/// The checks [`GpuProcess::frame`] applies to a frame reply and a cursor reply, without a
+/// GPU process: for the `frame_reply` fuzz target.
+#[doc(hidden)]
+pub fn check_reply(
+    frame: FrameReply,
+    cursor: CursorReply,
+    buffer: &FrameBuffer,
+) -> (
+    Result<FrameUpdate, FrameError>,
+    Result<CursorReply, FrameError>,
+) {
+    (check(frame, buffer), check_cursor(cursor))
+}
+
 /// Checks a cursor image's size and hot spot.
 fn check_cursor(reply: CursorReply) -> Result<CursorReply, FrameError> {
     if let CursorReply::Image {
