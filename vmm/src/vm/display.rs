@@ -18,6 +18,9 @@ use crate::gpu_process::{FrameBuffer, FrameUpdate, GpuError, GpuProcess};
 
 use super::frame::Frame;
 
+/// How long a closed control tube may go unexplained by the process's exit.
+const TUBE_CLOSED_GRACE: Duration = Duration::from_secs(1);
+
 /// Shortest time between two frame requests: QEMU's displays refresh every 30 ms
 /// (`GUI_REFRESH_INTERVAL_DEFAULT`), so a frame more often than that is never shown, and
 /// every frame costs a readback in the GPU process and a composite on QEMU's main thread.
@@ -268,8 +271,15 @@ fn pump(
                     let _ = lock(process).kill();
                     return;
                 }
-                // The process ended: its monitor reports how.
-                Err(GpuError::Tube(TubeError::Disconnected)) => return,
+                // The tube closes when the process ends, and its monitor reports how within
+                // a tenth of a second. A process that closed its tube and lives on would
+                // escape this watch: after a grace second it counts as stalled (if it did
+                // end, the supervisor has already stopped listening).
+                Err(GpuError::Tube(TubeError::Disconnected)) => {
+                    std::thread::sleep(TUBE_CLOSED_GRACE);
+                    (watch.stalled)("it closed its control tube".to_string());
+                    return;
+                }
                 Err(GpuError::Tube(TubeError::Timeout(_))) => {
                     (watch.stalled)(format!(
                         "the thread that serves the device did not answer a frame request \
