@@ -75,7 +75,7 @@ done
 trap - EXIT INT TERM
 wait "$vmm" && code=0 || code=$?
 rounds=$(grep -ac '^RAYOS-RESULT soak_round=' "$out/logs/serial.log" || true)
-done_line=$(grep -a '^RAYOS-DONE' "$out/logs/serial.log" | tail -n1 || true)
+done_line=$(grep -a '^RAYOS-DONE' "$out/logs/serial.log" | tail -n1 | tr -d '\r' || true)
 python3 scripts/soak_report.py "$out/soak.csv" "$out/soak.png" "$out/soak.md" "$rounds" "$code" "$done_line"
 cat "$out/soak.md"
 [ "$code" -eq 0 ] && [ "$done_line" = "RAYOS-DONE status=ok" ]
