@@ -26,6 +26,16 @@ const TUBE_CLOSED_GRACE: Duration = Duration::from_secs(1);
 /// every frame costs a readback in the GPU process and a composite on QEMU's main thread.
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(30);
 
+/// `RAYOS_FRAME_INTERVAL_MS`, for measuring what the display path costs a guest (10 ms to
+/// 10 s); [`FRAME_INTERVAL`] otherwise.
+fn frame_interval() -> Duration {
+    std::env::var("RAYOS_FRAME_INTERVAL_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| (10..=10_000).contains(ms))
+        .map_or(FRAME_INTERVAL, Duration::from_millis)
+}
+
 /// The scanout as rayvmm last saw it: B, G, R, X pixels, rows of `width * 4` bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanoutCopy {
@@ -201,6 +211,7 @@ fn pump(
     watch: &Watch,
 ) {
     let mut progress = ProgressWatch::default();
+    let interval = frame_interval();
     let mut state = Pump {
         buffer: None,
         since: 0,
@@ -297,7 +308,7 @@ fn pump(
                 }
             }
         }
-        std::thread::sleep(FRAME_INTERVAL.saturating_sub(started.elapsed()));
+        std::thread::sleep(interval.saturating_sub(started.elapsed()));
     }
 }
 
