@@ -42,6 +42,9 @@ pub struct ScanoutCopy {
     pub width: u32,
     pub height: u32,
     pub pixels: Vec<u8>,
+    /// The GPU process's frame generation these pixels show: consumers compare it to see
+    /// whether the frame changed since they last took it.
+    pub generation: u64,
 }
 
 impl ScanoutCopy {
@@ -50,6 +53,7 @@ impl ScanoutCopy {
             width,
             height,
             pixels: vec![0; width as usize * height as usize * 4],
+            generation: 0,
         }
     }
 
@@ -340,7 +344,9 @@ impl Pump {
                     self.copy = Some(Arc::new(ScanoutCopy::black(width, height)));
                 }
                 let copy = self.copy.as_mut().expect("made above");
-                Arc::make_mut(copy).patch(rect, &pixels);
+                let copy = Arc::make_mut(copy);
+                copy.patch(rect, &pixels);
+                copy.generation = generation;
                 if let Some(display) = &self.display {
                     if resized {
                         log_display(display.scanout(0, width, height));

@@ -310,7 +310,13 @@ impl GpuServer for JailedGpu {
 
     fn frame_source(&self) -> Option<super::vnc::FrameSource> {
         let latest = self.frames.source();
-        Some(Box::new(move || latest_frame(latest())))
+        Some(Box::new(move |shown| {
+            let copy = latest().ok_or_else(|| "the scanout has shown no frame yet".to_string())?;
+            if shown == Some(copy.generation) {
+                return Ok(None);
+            }
+            Ok(Some((copy.generation, copy.to_frame()?)))
+        }))
     }
 
     fn attach_display(&mut self, socket: std::os::unix::net::UnixStream) {

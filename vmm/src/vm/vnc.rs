@@ -23,7 +23,7 @@ pub const MAX_FRAMES_PER_SECOND: u32 = 30;
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Takes the current scanout from the GPU process.
-pub type FrameSource = Box<dyn FnMut() -> Result<Frame, String> + Send>;
+pub type FrameSource = Box<dyn FnMut(Option<u64>) -> Result<Option<(u64, Frame)>, String> + Send>;
 
 /// Why the VNC server could not start.
 #[derive(Debug, Error)]
@@ -123,24 +123,46 @@ impl Drop for VncDisplay {
     }
 }
 
-/// Takes a frame whenever a viewer waits for one, no faster than the frame rate allows;
-/// a failed take (no scanout yet, or the guest turned it off) answers with the last frame.
+/// Takes a frame whenever a viewer waits for one, no faster than the frame rate allows: the
+/// next frame the source has that the viewers have not seen, waiting for it up to
+/// [`CHANGE_WAIT`] (so two loops at the same rate do not beat against each other); a failed
+/// take (no scanout yet, or the guest turned it off) or no change answers with the last frame.
 fn pump_frames(store: &FrameStore, mut source: FrameSource) {
     let interval = Duration::from_secs(1) / MAX_FRAMES_PER_SECOND;
+    let mut shown = None;
     while !store.is_closed() {
         if !store.wait_for_demand(IDLE_WAIT) {
             continue;
         }
         let started = Instant::now();
-        let image =
-            source().and_then(|f| Image::new(f.width, f.height, f.rgb).map_err(|e| e.to_string()));
-        match image {
-            Ok(image) => store.publish(image),
-            Err(_) => store.publish_unchanged(),
+        let taken = loop {
+            match source(shown) {
+                Ok(None) if started.elapsed() < CHANGE_WAIT => {
+                    std::thread::sleep(CHANGE_POLL);
+                }
+                other => break other,
+            }
+        };
+        match taken {
+            Ok(Some((generation, frame))) => {
+                match Image::new(frame.width, frame.height, frame.rgb) {
+                    Ok(image) => {
+                        shown = Some(generation);
+                        store.publish(image);
+                    }
+                    Err(_) => store.publish_unchanged(),
+                }
+            }
+            Ok(None) | Err(_) => store.publish_unchanged(),
         }
         std::thread::sleep(interval.saturating_sub(started.elapsed()));
     }
 }
+
+/// How long the pump waits for a frame newer than the viewers have.
+const CHANGE_WAIT: Duration = Duration::from_millis(100);
+/// How often it looks for one meanwhile.
+const CHANGE_POLL: Duration = Duration::from_millis(2);
 
 fn describe(event: &ViewerEvent) -> String {
     match event {
