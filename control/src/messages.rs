@@ -90,6 +90,10 @@ pub struct StartConfig {
     /// EDID cannot describe (an edge of 0 or above 4095).
     #[serde(default)]
     pub display: Option<DisplayMode>,
+    /// The descriptor of a pipe to stream a recording of the guest's commands into (the
+    /// `recording` crate's record framing); `None` records nothing.
+    #[serde(default)]
+    pub record_fd: Option<i32>,
 }
 
 /// What changed on a scanout, as the GPU process claims it. Untrusted: the supervisor checks

@@ -20,7 +20,7 @@ use control::messages::{
 use control::tube::{Tube, TubeError};
 use devices::virtio_gpu::{
     Backend, BackendConfig, BackendInfo, CursorChange, DisplayMode, FrameChange, GpuConfig,
-    RendererChoice, RendererKind, VirtioGpu,
+    Recorder, RendererChoice, RendererKind, VirtioGpu,
 };
 use nix::sys::stat::{fstat, SFlag};
 use vhost_user_device::DeviceHandle;
@@ -43,8 +43,10 @@ impl Device {
         mode: RendererMode,
         vhost_user_fd: i32,
         display: Option<RequestedMode>,
+        record_fd: Option<i32>,
     ) -> Result<Device> {
         let socket = socket_at(vhost_user_fd)?;
+        let record_to = record_fd.map(pipe_at).transpose()?;
         // Checked before the renderer comes up: a mode the device refuses costs no GL start.
         let config = gpu_config(display);
         config.validate().context("refusing the display mode")?;
@@ -59,7 +61,15 @@ impl Device {
         })
         .context("starting the renderer")?;
         let description = describe(backend.info());
-        let gpu = VirtioGpu::new(backend, config).context("building the device")?;
+        let mut gpu = VirtioGpu::new(backend, config).context("building the device")?;
+        if let Some(pipe) = record_to {
+            let info = format!(
+                "{{\"recorder\": \"ray-gpu {}\", \"renderer\": {:?}}}",
+                env!("CARGO_PKG_VERSION"),
+                description
+            );
+            gpu.set_recorder(Recorder::new(Box::new(pipe), &info));
+        }
         let served =
             vhost_user_device::Backend::new(gpu).context("building the vhost-user backend")?;
         Ok(Device {
@@ -99,6 +109,19 @@ fn gpu_config(display: Option<RequestedMode>) -> GpuConfig {
         displays: vec![mode],
         ..GpuConfig::default()
     }
+}
+
+/// Takes descriptor `fd` as the recording pipe; refuses anything that is not a pipe.
+fn pipe_at(fd: i32) -> Result<std::fs::File> {
+    // SAFETY: the supervisor passes the recording pipe at this number and nothing else uses
+    // it; ownership is taken once, here.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let stat = fstat(owned.as_fd())
+        .with_context(|| format!("descriptor {fd} (the recording pipe) is not open"))?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+        bail!("descriptor {fd} (the recording pipe) is not a pipe");
+    }
+    Ok(std::fs::File::from(owned))
 }
 
 /// Takes descriptor `fd` as the vhost-user socket; refuses anything that is not a socket.
@@ -185,7 +208,13 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
                     Err(err) => tube.send(&FromGpu::Error(format!("frame: {err:#}")))?,
                 }
             }
-            ToGpu::Shutdown => return Ok(true),
+            ToGpu::Shutdown => {
+                // A recording gets its last frame before the process ends.
+                if let Some(device) = device {
+                    let _ = device.with(VirtioGpu::finish_recording);
+                }
+                return Ok(true);
+            }
             ToGpu::Start(_) => tube.send(&FromGpu::Error("already started".into()))?,
         }
     }

@@ -73,7 +73,7 @@ fn confine(tube: &Tube, start: &StartConfig) -> Result<(ReadyInfo, Option<Device
     let stderr = logger::KeepStderr::save();
     let (renderer, device) = match start.vhost_user_fd {
         Some(fd) => {
-            let device = Device::init(start.renderer, fd, start.display)?;
+            let device = Device::init(start.renderer, fd, start.display, start.record_fd)?;
             (device.description().to_owned(), Some(device))
         }
         None => (

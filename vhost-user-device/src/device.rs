@@ -69,4 +69,7 @@ pub trait DeviceModel: 'static {
 
     /// The frontend reset the device: drop every resource and pending command.
     fn reset(&mut self);
+
+    /// The frontend went away (disconnected, or the connection broke).
+    fn disconnected(&mut self) {}
 }

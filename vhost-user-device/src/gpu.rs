@@ -100,6 +100,10 @@ impl DeviceModel for VirtioGpu {
     fn reset(&mut self) {
         VirtioGpu::reset(self);
     }
+
+    fn disconnected(&mut self) {
+        self.finish_recording();
+    }
 }
 
 /// Messages the socket refuses were already refused by the model's own checks; one that

@@ -153,8 +153,14 @@ impl<D: DeviceModel> Backend<D> {
                 match *source {
                     Ready::Socket => match requests.handle_request() {
                         Ok(()) => {}
-                        Err(VhostError::Disconnected) => return Ok(()),
-                        Err(e) if connection_lost(&e) => return Err(Error::Connection(e)),
+                        Err(VhostError::Disconnected) => {
+                            self.core.borrow_mut().device.disconnected();
+                            return Ok(());
+                        }
+                        Err(e) if connection_lost(&e) => {
+                            self.core.borrow_mut().device.disconnected();
+                            return Err(Error::Connection(e));
+                        }
                         Err(e) => log::warn!("vhost-user: request failed: {e}"),
                     },
                     Ready::Kick { index, generation } => {

@@ -31,6 +31,8 @@ pub use screenshot::{ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};
 pub const TUBE_FD: i32 = 3;
 /// Where a vhost-user socket goes in the GPU process (the device engineer's).
 pub const VHOST_USER_FD: i32 = 4;
+/// Where the GPU process finds the write end of the recording pipe, when it records.
+pub const RECORD_FD: i32 = 5;
 
 /// Send buffer of the GPU process's tube end: room for a full sandbox report in one packet.
 const REPORT_BUFFER_BYTES: libc::c_int = 2 << 20;
@@ -246,6 +248,11 @@ impl GpuProcess {
                 .iter()
                 .any(|fd| fd.target == VHOST_USER_FD)
                 .then_some(VHOST_USER_FD),
+            // A pipe passed at RECORD_FD takes a recording of the guest's commands.
+            record_fd: fds
+                .iter()
+                .any(|fd| fd.target == RECORD_FD)
+                .then_some(RECORD_FD),
             ..StartConfig::default()
         };
         let ready = match start_and_await_ready(&mut tube, &start, config.ready_timeout) {

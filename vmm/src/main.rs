@@ -21,6 +21,8 @@ enum Command {
     ProbeSyscalls(vmm::probe::ProbeSyscallsArgs),
     /// Spawn the jailed GPU process and print what it is confined to.
     SandboxReport(vmm::sandbox_report::SandboxReportArgs),
+    /// Drive the jailed ray-gpu with a recording (from `run --record`) and check its frames.
+    Replay(vmm::replay::ReplayArgs),
 }
 
 fn main() {
@@ -30,6 +32,7 @@ fn main() {
         Command::Probe(args) => vmm::probe::main_probe(&args),
         Command::ProbeSyscalls(args) => vmm::probe::main_probe_syscalls(&args),
         Command::SandboxReport(args) => vmm::sandbox_report::main(&args),
+        Command::Replay(args) => vmm::replay::main(&args),
     }
     .unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

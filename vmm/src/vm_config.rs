@@ -72,6 +72,10 @@ pub enum ConfigError {
     DiskNeedsFirmware,
     #[error("{what} {path} does not exist or is not a regular file")]
     MissingFile { what: &'static str, path: PathBuf },
+    #[error("--record needs the jailed ray-gpu backend (the reference backend records nothing)")]
+    RecordNeedsJailedGpu,
+    #[error("invalid --record-limit {0:?}: expected a size such as 512M or 4G, at least 64M")]
+    RecordLimit(String),
     #[error("invalid GPU backend {0:?}: expected ray-gpu or reference")]
     GpuBackend(String),
     #[error(
@@ -269,6 +273,9 @@ pub struct RunOptions {
     pub ray_gpu: Option<PathBuf>,
     #[serde(rename = "liveness-timeout")]
     pub liveness_timeout: Option<String>,
+    pub record: Option<PathBuf>,
+    #[serde(rename = "record-limit")]
+    pub record_limit: Option<String>,
 }
 
 /// Command-line flags of `rayvmm run`.
@@ -334,6 +341,13 @@ pub struct RunArgs {
     /// pending and none answered, before rayvmm stops it and the VM (exit 3) [default: 5s].
     #[arg(long = "liveness-timeout", value_name = "SECONDS|MSms")]
     pub liveness_timeout: Option<String>,
+    /// Record every command the guest sends the GPU, the guest memory it reads and scanout
+    /// images, to this file (replay it with `rayvmm replay`); needs the jailed ray-gpu.
+    #[arg(long, value_name = "FILE.raygrec")]
+    pub record: Option<PathBuf>,
+    /// Stop recording when the file reaches this size (512M, 4G) [default: 4G].
+    #[arg(long = "record-limit", value_name = "SIZE")]
+    pub record_limit: Option<String>,
 }
 
 impl RunArgs {
@@ -361,6 +375,8 @@ impl RunArgs {
             gpu_backend: self.gpu_backend.clone(),
             ray_gpu: self.ray_gpu.clone(),
             liveness_timeout: self.liveness_timeout.clone(),
+            record: self.record.clone(),
+            record_limit: self.record_limit.clone(),
         }
     }
 
@@ -407,6 +423,10 @@ pub struct RunConfig {
     pub ray_gpu: Option<PathBuf>,
     /// The jailed GPU process's liveness bound.
     pub liveness_timeout: Duration,
+    /// Where to record the guest's GPU commands.
+    pub record: Option<PathBuf>,
+    /// The recording's size bound in bytes.
+    pub record_limit: u64,
 }
 
 impl RunOptions {
@@ -446,6 +466,8 @@ impl RunOptions {
             gpu_backend: self.gpu_backend.or(base.gpu_backend),
             ray_gpu: self.ray_gpu.or(base.ray_gpu),
             liveness_timeout: self.liveness_timeout.or(base.liveness_timeout),
+            record: self.record.or(base.record),
+            record_limit: self.record_limit.or(base.record_limit),
         }
     }
 
@@ -482,6 +504,15 @@ impl RunOptions {
             Some(t) => parse_liveness_timeout(t)?,
             None => DEFAULT_LIVENESS_TIMEOUT,
         };
+        if self.record.is_some() && gpu_backend == GpuBackendKind::Reference {
+            return Err(ConfigError::RecordNeedsJailedGpu);
+        }
+        let record_limit = match &self.record_limit {
+            Some(limit) => parse_memory_mib(limit)
+                .map_err(|_| ConfigError::RecordLimit(limit.clone()))?
+                .saturating_mul(1 << 20),
+            None => crate::recording::DEFAULT_LIMIT_BYTES,
+        };
         let boot = self.boot_source()?;
         Ok(RunConfig {
             memory_mib,
@@ -498,6 +529,8 @@ impl RunOptions {
             gpu_backend,
             ray_gpu: self.ray_gpu,
             liveness_timeout,
+            record: self.record,
+            record_limit,
         })
     }
 

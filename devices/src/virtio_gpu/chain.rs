@@ -46,7 +46,7 @@ struct Buffer {
 }
 
 /// The buffers of one descriptor chain, split into the readable and the writable part.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ChainBuffers {
     readable: Vec<Buffer>,
     writable: Vec<Buffer>,
@@ -104,8 +104,18 @@ impl ChainBuffers {
         self.readable_left
     }
 
+    /// Every readable byte not read yet, without consuming them (for recordings). A chain
+    /// whose readable part cannot be read whole gives what could be read.
+    pub fn peek_readable<M: GuestMemory + ?Sized>(&self, mem: &M) -> Vec<u8> {
+        let mut copy = self.clone();
+        let mut bytes = vec![0u8; self.readable_left];
+        if copy.read_exact(mem, &mut bytes).is_err() {
+            bytes.clear();
+        }
+        bytes
+    }
+
     /// Bytes the response may take.
-    #[cfg(test)]
     pub fn writable_len(&self) -> usize {
         self.writable_len
     }

@@ -17,6 +17,7 @@ use super::fence::{FenceQueue, HeldResponse, Timeline};
 use super::frames::{CursorChange, CursorTrack, FrameChange, FramePixels, FrameTrack};
 use super::pixels::to_bgra;
 use super::protocol::*;
+use super::recorder::Recorder;
 use super::resources::{virgl_bytes_per_pixel, Resource, ResourceKind, ResourceTable, FORMATS_2D};
 use super::scanout::{display_info, Scanout};
 use super::sink::{DisplaySink, NullSink};
@@ -142,6 +143,8 @@ pub struct VirtioGpu {
     uuid_seed: [u8; 16],
     uuid_counter: u64,
     sink: Box<dyn DisplaySink>,
+    /// Where the guest's commands are recorded, when they are.
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for VirtioGpu {
@@ -191,7 +194,63 @@ impl VirtioGpu {
             uuid_seed: random_seed(),
             uuid_counter: 0,
             sink: Box::new(NullSink),
+            recorder: None,
         })
+    }
+
+    /// Records everything the guest sends from now on (see [`Recorder`]).
+    pub fn set_recorder(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    /// Ends a recording's device session (the frontend went away, or the supervisor stops
+    /// the device): it gets its final scanout image and is flushed.
+    pub fn finish_recording(&mut self) {
+        self.end_recorded_session();
+    }
+
+    /// Records the scanout image owed since the last one, and flushes.
+    fn end_recorded_session(&mut self) {
+        if self.recorder.as_ref().is_some_and(Recorder::frame_owed) {
+            self.record_frame();
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.flush();
+        }
+    }
+
+    fn record_frame(&mut self) {
+        let image = self.scanout_pixels(0);
+        if let (Some(recorder), Some(image)) = (self.recorder.as_mut(), image) {
+            recorder.frame(image.width, image.height, image.pixels);
+        }
+    }
+
+    /// Records a command (and first the guest memory it may read).
+    fn record_command<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        kind: QueueKind,
+        raw: &[u8],
+        response_len: usize,
+        request: Option<&Request>,
+    ) {
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
+        recorder.setup(mem, self.acked_features);
+        let reads_memory = request.is_some_and(|r| {
+            matches!(
+                r.command,
+                GpuCommand::TransferToHost2d(_)
+                    | GpuCommand::TransferToHost3d(_)
+                    | GpuCommand::Submit3d(_)
+            )
+        });
+        if reads_memory {
+            recorder.memory(mem, self.resources.backings());
+        }
+        recorder.command(kind == QueueKind::Cursor, raw, response_len);
     }
 
     /// Installs where display output goes (replacing the previous sink).
@@ -425,9 +484,33 @@ impl VirtioGpu {
             Ok(header) => header,
             Err(e) => return self.answer_error(mem, &buffers, &CtrlHeader::default(), &e.into()),
         };
-        let response = self
-            .read_request(mem, &mut buffers, header_bytes, kind)
-            .and_then(|request| self.execute(mem, &request));
+        let raw = self
+            .recorder
+            .as_ref()
+            .filter(|r| r.is_recording())
+            .map(|_| buffers.peek_readable(mem));
+        let request = self.read_request(mem, &mut buffers, header_bytes, kind);
+        if let Some(raw) = raw {
+            let mut whole = header_bytes.to_vec();
+            whole.extend_from_slice(&raw);
+            self.record_command(
+                mem,
+                kind,
+                &whole,
+                buffers.writable_len(),
+                request.as_ref().ok(),
+            );
+        }
+        let shows = request.as_ref().is_ok_and(|r| {
+            matches!(
+                r.command,
+                GpuCommand::ResourceFlush(_) | GpuCommand::SetScanout(_)
+            )
+        });
+        let response = request.and_then(|request| self.execute(mem, &request));
+        if shows && self.recorder.as_ref().is_some_and(Recorder::frame_due) {
+            self.record_frame();
+        }
         let bytes = match response {
             Ok(response) => response.encode(&header),
             Err(e) => {
@@ -1294,6 +1377,10 @@ impl VirtioGpu {
     /// Device reset: destroys every context and resource, disables the scanouts and drops
     /// held responses (the queues are reset too). The renderer and configuration stay.
     pub fn reset(&mut self) {
+        self.end_recorded_session();
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.reset();
+        }
         for ctx_id in std::mem::take(&mut self.contexts).into_keys() {
             if let Err(e) = self.backend.destroy_context(ctx_id) {
                 log::warn!("virtio-gpu: reset: {e}");

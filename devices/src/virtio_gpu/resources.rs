@@ -187,6 +187,11 @@ impl ResourceTable {
     }
 
     /// Ids of every live resource.
+    /// The guest ranges attached as backings, resource by resource.
+    pub fn backings(&self) -> impl Iterator<Item = &[MemEntry]> {
+        self.resources.values().filter_map(|r| r.backing.as_deref())
+    }
+
     pub fn ids(&self) -> Vec<u32> {
         self.resources.keys().copied().collect()
     }

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use super::child::{ExitDescription, SupervisedChild};
 use super::frame::Frame;
 
+use crate::recording::{RecordingError, RecordingJob, RecordingSummary};
+
 /// QEMU's reference vhost-user GPU backend (Debian package qemu-system-gui).
 pub const REFERENCE_BACKEND: &str = "/usr/lib/qemu/vhost-user-gpu";
 
@@ -42,6 +44,10 @@ pub trait GpuServer: Send {
     /// QEMU's display socket, which rayvmm's relay kept from the server: from now on the
     /// server's frames are shown there.
     fn attach_display(&mut self, socket: std::os::unix::net::UnixStream);
+    /// After the server ended: completes the recording it streamed, if it recorded.
+    fn finish_recording(&mut self) -> Option<Result<RecordingSummary, RecordingError>> {
+        None
+    }
 }
 
 /// QEMU's unjailed reference backend: a comparison point, never for untrusted guests.
@@ -115,6 +121,16 @@ pub struct JailedGpu {
     process: std::sync::Arc<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
     frames: super::display::FramePump,
     description: String,
+    recording: Option<RecordingJob>,
+}
+
+/// Where and how to record the guest's GPU commands.
+pub struct RecordTo {
+    pub path: std::path::PathBuf,
+    /// The Info record rayvmm writes first (JSON).
+    pub info: String,
+    /// The bound on the file's compressed size.
+    pub limit: u64,
 }
 
 /// How to start the jailed GPU process for a VM.
@@ -127,6 +143,8 @@ pub struct JailedGpuOptions<'a> {
     pub display: control::display::DisplayMode,
     /// How long the process may stop making progress before it is reported stalled.
     pub liveness: std::time::Duration,
+    /// Record the guest's commands.
+    pub record: Option<RecordTo>,
 }
 
 impl JailedGpu {
@@ -179,15 +197,30 @@ impl JailedGpu {
         if let Some(fault) = std::env::var_os("RAYOS_GPU_FAULT") {
             config.jail.env.push(("RAYOS_GPU_FAULT".into(), fault));
         }
-        let process = GpuProcess::spawn_with_fds(
-            &config,
-            &[PassFd {
-                source: socket.as_fd(),
-                target: VHOST_USER_FD,
-            }],
-        )
-        .map_err(|e| e.to_string())?;
+        let mut passed = vec![PassFd {
+            source: socket.as_fd(),
+            target: VHOST_USER_FD,
+        }];
+        let recording = match &options.record {
+            Some(to) => {
+                let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| format!("creating the recording pipe: {e}"))?;
+                let job = RecordingJob::start(read, &to.path, to.info.clone(), to.limit)
+                    .map_err(|e| e.to_string())?;
+                Some((job, write))
+            }
+            None => None,
+        };
+        if let Some((_, write)) = &recording {
+            passed.push(PassFd {
+                source: write.as_fd(),
+                target: crate::gpu_process::RECORD_FD,
+            });
+        }
+        let process = GpuProcess::spawn_with_fds(&config, &passed).map_err(|e| e.to_string())?;
         drop(socket);
+        // Only the GPU process holds the write end now: its exit ends the recording.
+        let recording = recording.map(|(job, _write)| job);
         drop(log_write);
         std::thread::Builder::new()
             .name("gpu-log".into())
@@ -225,6 +258,7 @@ impl JailedGpu {
             process,
             frames,
             description,
+            recording,
         })
     }
 
@@ -321,6 +355,10 @@ impl GpuServer for JailedGpu {
 
     fn attach_display(&mut self, socket: std::os::unix::net::UnixStream) {
         self.frames.attach_display(socket);
+    }
+
+    fn finish_recording(&mut self) -> Option<Result<RecordingSummary, RecordingError>> {
+        self.recording.take().map(RecordingJob::finish)
     }
 }
 

@@ -39,7 +39,7 @@ use thiserror::Error;
 use crate::engine::qemu::QemuEngine;
 use crate::engine::{accel, EngineError, EngineEvent, Machine, MachineSpec};
 use crate::relay::{FileIdentity, Relay, RelayConfig, RelayEvent};
-use crate::vm_config::{GpuBackendKind, PolicyAction, RunConfig};
+use crate::vm_config::{BootSource, GpuBackendKind, PolicyAction, RunConfig};
 use control::display::DisplayMode;
 use frame::Frame;
 use gpu::{GpuEvent, GpuServer, GpuSink, JailedGpu, JailedGpuOptions, ReferenceGpu};
@@ -283,11 +283,36 @@ fn spawn_gpu(
                     height: config.display.height,
                 },
                 liveness: config.liveness_timeout,
+                record: config.record.as_ref().map(|path| gpu::RecordTo {
+                    path: path.clone(),
+                    info: recording_info(config),
+                    limit: config.record_limit,
+                }),
             };
             let gpu = JailedGpu::spawn(&options, socket, sink).map_err(VmError::Gpu)?;
             Ok(Box::new(gpu))
         }
     }
+}
+
+/// The Info record of a recording: what was recorded, when, and how.
+fn recording_info(config: &RunConfig) -> String {
+    let boot = match &config.boot {
+        BootSource::Kernel { append, .. } => format!("linux kernel, append {append:?}"),
+        BootSource::Firmware { .. } => "UEFI firmware".to_string(),
+    };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    serde_json::json!({
+        "recorded_by": format!("rayvmm {}", env!("CARGO_PKG_VERSION")),
+        "created_unix": created,
+        "boot": boot,
+        "display": format!("{}x{}", config.display.width, config.display.height),
+        "3d": config.three_d,
+        "memory_mib": config.memory_mib,
+    })
+    .to_string()
 }
 
 /// Prints a supervisor message on stderr (stdout carries the guest's serial console).
@@ -486,6 +511,11 @@ impl Supervisor {
         }
         // Last: both of its peers are gone, so nothing is cut off mid-message.
         drop(self.relay.take());
+        match self.gpu.finish_recording() {
+            Some(Ok(summary)) => say(&summary.to_string()),
+            Some(Err(e)) => say(&format!("recording failed: {e}")),
+            None => {}
+        }
     }
 
     /// Consumes events until `done` holds or `timeout` passes; notes child exits on the way.

@@ -1,0 +1,201 @@
+//! `rayvmm replay`: drives the jailed ray-gpu with a recording (`rayvmm run --record`) through
+//! the real vhost-user data plane, checks each recorded frame and reports frames per second.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use control::display::DisplayMode;
+use control::messages::RendererMode;
+use jail::PassFd;
+use replay::{Device, FrameSource, Pace, ReplayOptions, ReplayReport};
+use serde::Serialize;
+
+use crate::gpu_process::{GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
+
+/// `VIRTIO_GPU_F_VIRGL`: the recorded guest used 3D.
+const VIRTIO_GPU_F_VIRGL: u64 = 1 << 0;
+
+/// Command-line arguments of `rayvmm replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording (from `rayvmm run --record`).
+    #[arg(value_name = "FILE.raygrec")]
+    pub recording: PathBuf,
+    /// Send commands as fast as the device takes them, or at the recorded pace.
+    #[arg(long, value_enum, default_value_t = PaceArg::Fast)]
+    pub pace: PaceArg,
+    /// The largest difference per color channel a pixel may show and still match (0: exact,
+    /// for the renderer that recorded; a few units across renderers).
+    #[arg(long, default_value_t = 0)]
+    pub tolerance: u8,
+    /// The ray-gpu binary [default: next to rayvmm].
+    #[arg(long = "ray-gpu", value_name = "PATH")]
+    pub ray_gpu: Option<PathBuf>,
+    /// A GPU device node to give the process (repeatable) [default: every render node].
+    #[arg(long = "gpu", value_name = "PATH")]
+    pub gpus: Vec<PathBuf>,
+    /// Seccomp policy file [default: the software-rendering policy].
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--pace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaceArg {
+    Fast,
+    Recorded,
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    recording: &'a Path,
+    renderer: &'a str,
+    spawn_to_ready_seconds: f64,
+    #[serde(flatten)]
+    replay: &'a ReplayReport,
+    frames_match: bool,
+}
+
+/// Replays; exit 0 when every recorded frame matched, 1 when one did not.
+pub fn main(args: &ReplayArgs) -> Result<i32> {
+    let file = File::open(&args.recording)
+        .with_context(|| format!("opening {}", args.recording.display()))?;
+    let opened = replay::open(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("reading {}", args.recording.display()))?;
+    let binary = match &args.ray_gpu {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context("locating rayvmm")?
+            .with_file_name("ray-gpu"),
+    };
+    let policy = match &args.policy {
+        Some(path) => path.clone(),
+        None => crate::policy::default_policy()?,
+    };
+    let devices = match args.gpus.is_empty() {
+        true => jail::render_nodes(Path::new(jail::DRI_DIR)),
+        false => args.gpus.clone(),
+    };
+    let mut config = GpuSpawnConfig::new(&binary, &policy, &devices);
+    config.renderer = match opened.preamble.features & VIRTIO_GPU_F_VIRGL {
+        0 => RendererMode::TwoD,
+        _ => RendererMode::Virgl,
+    };
+    config.display = Some(recorded_display(&opened.preamble.info));
+    config.ready_timeout = std::time::Duration::from_secs(60);
+    let (ours, theirs) = UnixStream::pair().context("creating the vhost-user socketpair")?;
+    let spawn_started = Instant::now();
+    let process = GpuProcess::spawn_with_fds(
+        &config,
+        &[PassFd {
+            source: theirs.as_fd(),
+            target: VHOST_USER_FD,
+        }],
+    )
+    .context("spawning the jailed GPU process")?;
+    let spawn_to_ready = spawn_started.elapsed().as_secs_f64();
+    drop(theirs);
+    let renderer = process.ready_info().renderer.clone();
+    let mut frames = JailedFrames(process);
+    let options = ReplayOptions {
+        pace: match args.pace {
+            PaceArg::Fast => Pace::Fast,
+            PaceArg::Recorded => Pace::Recorded,
+        },
+        tolerance: args.tolerance,
+    };
+    let report = replay::replay(
+        opened,
+        Device {
+            socket: ours,
+            frames: &mut frames,
+        },
+        options,
+    )
+    .with_context(|| format!("replaying {}", args.recording.display()))?;
+    if args.json {
+        let json = JsonReport {
+            recording: &args.recording,
+            renderer: &renderer,
+            spawn_to_ready_seconds: spawn_to_ready,
+            replay: &report,
+            frames_match: report.frames_match(),
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", summary(&report, &renderer));
+    }
+    Ok(i32::from(!report.frames_match()))
+}
+
+/// The display size the recorded guest had (rayvmm's Info record), else the default.
+fn recorded_display(info: &[String]) -> DisplayMode {
+    info.iter()
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .filter_map(|v| v.get("display")?.as_str().map(str::to_owned))
+        .find_map(|d| {
+            let (w, h) = d.split_once('x')?;
+            Some(DisplayMode {
+                width: w.parse().ok()?,
+                height: h.parse().ok()?,
+            })
+        })
+        .unwrap_or(DisplayMode {
+            width: 1024,
+            height: 768,
+        })
+}
+
+/// The human summary: one line of speed, one of frames.
+fn summary(report: &ReplayReport, renderer: &str) -> String {
+    let matched = report.frames.iter().filter(|f| f.matches()).count();
+    let mut out = format!(
+        "replayed {} commands ({} frames presented) in {:.2} s: {:.1} fps on {renderer}\n",
+        report.commands, report.flushes, report.seconds, report.fps
+    );
+    out += &format!(
+        "frames: {matched} of {} recorded frames match",
+        report.frames.len()
+    );
+    for f in report.frames.iter().filter(|f| !f.matches()) {
+        out += &match f.missing {
+            true => format!("; after command {}: no such frame shown", f.after),
+            false => format!(
+                "; after command {}: {} pixels differ (largest difference {})",
+                f.after, f.differing_pixels, f.max_difference
+            ),
+        };
+    }
+    if report.error_responses > 0 {
+        out += &format!(
+            "\nthe device answered {} commands with an error",
+            report.error_responses
+        );
+    }
+    if report.stopped_at_reset {
+        out += "\nthe recording continues after a device reset; replayed up to it";
+    }
+    out + "\n"
+}
+
+/// Frames from the jailed process, through the tube (a sealed memfd per frame).
+struct JailedFrames(GpuProcess);
+
+impl FrameSource for JailedFrames {
+    fn frame(&mut self) -> Result<Option<(u32, u32, Vec<u8>)>, String> {
+        match self.0.screenshot() {
+            Ok(frame) => Ok(Some((frame.width, frame.height, frame.pixels))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
