@@ -1,12 +1,17 @@
-//! Fault injection for the fault tests (probe builds only): `RAYOS_GPU_FAULT=segv|abort|hang`
-//! makes the thread that serves the device crash, abort or spin for ever 5 seconds after the
-//! scanout first shows pixels, that is while the guest renders.
+//! Fault injection for the fault tests (probe builds only):
+//! `RAYOS_GPU_FAULT=segv|abort|hang|close-tube` makes the thread that serves the device crash,
+//! abort, spin for ever or close the control tube 5 seconds after the scanout first shows
+//! pixels, that is while the guest renders.
 
+use std::io::Write;
+use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long after the first frame with pixels the fault strikes.
 const DELAY: Duration = Duration::from_secs(5);
+/// The descriptor the control tube is installed at (as in main.rs).
+const TUBE_FD: i32 = 3;
 
 /// A fault to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +19,7 @@ enum Fault {
     Segv,
     Abort,
     Hang,
+    CloseTube,
 }
 
 fn configured() -> Option<Fault> {
@@ -22,6 +28,7 @@ fn configured() -> Option<Fault> {
         "segv" => Some(Fault::Segv),
         "abort" => Some(Fault::Abort),
         "hang" => Some(Fault::Hang),
+        "close-tube" => Some(Fault::CloseTube),
         _ => None,
     })
 }
@@ -29,10 +36,11 @@ fn configured() -> Option<Fault> {
 /// Called on the serving thread each time a frame with pixels is handed out.
 pub fn frame_shown() {
     static FIRST: OnceLock<Instant> = OnceLock::new();
+    static STRUCK: OnceLock<()> = OnceLock::new();
     let Some(fault) = configured() else {
         return;
     };
-    if FIRST.get_or_init(Instant::now).elapsed() < DELAY {
+    if FIRST.get_or_init(Instant::now).elapsed() < DELAY || STRUCK.set(()).is_err() {
         return;
     }
     match fault {
@@ -44,5 +52,39 @@ pub fn frame_shown() {
         Fault::Hang => loop {
             std::hint::spin_loop();
         },
+        Fault::CloseTube => close_tube_and_live_on(),
+    }
+}
+
+/// Says so on stderr, closes the control tube and lets the process live on, serving the
+/// device: what a compromised GPU process that wants to escape rayvmm's watch would do.
+///
+/// The tube thread waits for this frame's answer; its next send fails on the closed
+/// descriptor, and it would end the process (exit 2) after printing why. So a helper thread
+/// first takes stderr's lock and keeps it: the tube thread's error message waits for it for
+/// ever, and the process does not end. The serving thread returns and serves on (unless it
+/// logs a line, which waits the same way).
+fn close_tube_and_live_on() {
+    let (held, stderr_held) = mpsc::channel();
+    let holder = std::thread::Builder::new()
+        .name("fault-stderr".into())
+        .spawn(move || {
+            let mut stderr = std::io::stderr().lock();
+            // Said first, so the test can time rayvmm's detection from here.
+            let _ = writeln!(stderr, "ray-gpu: fault: closing the control tube");
+            let _ = held.send(());
+            loop {
+                std::thread::park();
+            }
+        });
+    if holder.is_err() || stderr_held.recv().is_err() {
+        // No thread, so nothing would keep the process alive: the fault cannot be staged.
+        std::process::abort();
+    }
+    // SAFETY: closes the tube's descriptor behind the back of the `Tube` that owns it, on
+    // purpose: that is the fault. The owner is never dropped (its thread ends up waiting for
+    // stderr for ever, and the process is killed), so the number is never closed twice.
+    unsafe {
+        libc::close(TUBE_FD);
     }
 }

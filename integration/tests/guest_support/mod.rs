@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -187,7 +187,23 @@ impl Rayvmm {
 
     /// Starts `rayvmm run ARGS` with `env` added to its environment.
     pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Rayvmm {
-        let mut child = Command::new(rayvmm_binary())
+        Rayvmm::start_wrapped(&[], args, env)
+    }
+
+    /// Starts `WRAPPER... rayvmm run ARGS` with `env` added to its environment: a wrapper
+    /// such as `prlimit --nofile=20:1024` or `unshare --mount ...` that ends by executing the
+    /// rest of its command line, so the process started is rayvmm itself.
+    pub fn start_wrapped(wrapper: &[String], args: &[String], env: &[(&str, &str)]) -> Rayvmm {
+        let rayvmm = rayvmm_binary();
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(rayvmm);
+                command
+            }
+            None => Command::new(rayvmm),
+        };
+        let mut child = command
             .arg("run")
             .args(args)
             .envs(env.iter().copied())
@@ -195,7 +211,7 @@ impl Rayvmm {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn rayvmm");
+            .unwrap_or_else(|e| panic!("spawn rayvmm (wrapped in {wrapper:?}): {e}"));
         let (serial, r1) = collect(child.stdout.take().unwrap(), "serial| ");
         let (log, r2) = collect(child.stderr.take().unwrap(), "rayvmm| ");
         Rayvmm {
@@ -210,6 +226,11 @@ impl Rayvmm {
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether rayvmm has not exited yet.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
     }
 
     /// Waits until the serial console contains `needle`; false at the deadline or exit.
@@ -513,4 +534,74 @@ fn reference_run_once(variant: &str, args: &[&str]) -> (Option<i32>, BTreeMap<St
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     eprintln!("{text}");
     (out.status.code(), guest_results(&text))
+}
+
+/// Makes this test process the reaper of every process its children leave behind: a child
+/// of rayvmm that outlives it is then adopted here (not by init), where [`living_orphans`]
+/// finds it. Call before starting rayvmm.
+pub fn adopt_orphans() {
+    static SET: Once = Once::new();
+    SET.call_once(|| {
+        nix::sys::prctl::set_child_subreaper(true)
+            .expect("making the test process a child subreaper (PR_SET_CHILD_SUBREAPER)")
+    });
+}
+
+/// The processes this test process adopted (see [`adopt_orphans`]) that are still alive
+/// after `settle`, as `pid comm`: children of rayvmm that outlived it. Only meaningful once
+/// every process the test started itself has been waited for. Adopted processes that died
+/// are reaped on the way.
+pub fn living_orphans(settle: Duration) -> Vec<String> {
+    let deadline = Instant::now() + settle;
+    loop {
+        let living: Vec<String> = adopted()
+            .into_iter()
+            .filter(|(pid, _, state)| {
+                let zombie = *state == 'Z';
+                if zombie {
+                    let _ = nix::sys::wait::waitpid(
+                        nix::unistd::Pid::from_raw(*pid),
+                        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                    );
+                }
+                !zombie
+            })
+            .map(|(pid, comm, _)| format!("{pid} {comm}"))
+            .collect();
+        if living.is_empty() || Instant::now() >= deadline {
+            return living;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// This process's children: pid, command name and state letter, from /proc/PID/stat.
+fn adopted() -> Vec<(i32, String, char)> {
+    let me = std::process::id().to_string();
+    let entries = std::fs::read_dir("/proc").expect("list /proc");
+    entries
+        .filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, tail) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_string();
+            let mut fields = tail.split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            (fields.next()? == me).then_some((pid, comm, state))
+        })
+        .collect()
+}
+
+/// The names in `dir`, sorted.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|entry| {
+            let entry = entry.unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()));
+            entry.file_name().to_string_lossy().into_owned()
+        })
+        .collect();
+    names.sort();
+    names
 }

@@ -56,6 +56,8 @@ impl fmt::Display for ExitDescription {
 const MAX_INHERITED: usize = 8;
 /// The first descriptor number children inherit at (after stdin, stdout, stderr).
 pub const FIRST_INHERITED_FD: RawFd = 3;
+/// The first descriptor number past the inherited range, where sources are moved first.
+const ABOVE_INHERITED: RawFd = FIRST_INHERITED_FD + MAX_INHERITED as RawFd;
 
 /// A spawned child: its pid and a pidfd for signalling it safely.
 #[derive(Debug)]
@@ -85,7 +87,7 @@ impl SupervisedChild {
         unsafe {
             cmd.pre_exec(move || child_setup(parent, &fds[..count]));
         }
-        let mut child = cmd.spawn()?;
+        let mut child = cmd.spawn().map_err(with_descriptor_limit)?;
         let pid = child.id();
         let pidfd = match pidfd_open(pid) {
             Ok(fd) => fd,
@@ -131,6 +133,21 @@ impl SupervisedChild {
     }
 }
 
+/// Adds rayvmm's descriptor limit to an EMFILE (from the pipe the standard library makes to
+/// hear of a failed exec, or from moving the inherited descriptors in the child), so the
+/// message says which limit ran out.
+fn with_descriptor_limit(e: std::io::Error) -> std::io::Error {
+    if e.raw_os_error() != Some(libc::EMFILE) {
+        return e;
+    }
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or_else(|_| "unknown".to_string(), |(soft, _)| soft.to_string());
+    std::io::Error::new(
+        e.kind(),
+        format!("{e}: no descriptor left for the child's (rayvmm's RLIMIT_NOFILE is {limit})"),
+    )
+}
+
 /// Runs in the child between fork and exec.
 fn child_setup(parent: u32, inherited: &[RawFd]) -> std::io::Result<()> {
     let check = |r: libc::c_long| {
@@ -147,10 +164,17 @@ fn child_setup(parent: u32, inherited: &[RawFd]) -> std::io::Result<()> {
         if libc::getppid() as u32 != parent {
             return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
         }
-        // Move every source above the target range first, so no dup2 clobbers a source.
+        // Move every source above the target range first, so no dup2 clobbers a source. The
+        // lowest number above the range is asked for: under a low RLIMIT_NOFILE a fixed
+        // higher one fails with EINVAL (a number at or past the limit), which says nothing;
+        // running out of numbers is EMFILE either way.
         let mut moved = [0 as RawFd; MAX_INHERITED];
         for (slot, src) in moved.iter_mut().zip(inherited) {
-            *slot = check(libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 64).into())?;
+            let copy = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, ABOVE_INHERITED);
+            if copy < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+            }
+            *slot = check(copy.into())?;
         }
         for (i, src) in moved.iter().take(inherited.len()).enumerate() {
             // dup2 leaves the new descriptor without close-on-exec: exactly these cross.
