@@ -1,10 +1,13 @@
 //! Screenshots from the GPU process: rayvmm hands it an empty memfd, the process writes scanout
 //! 0's pixels into it, and rayvmm seals the memfd before checking and reading a byte of it,
-//! because the process writing it may be compromised.
+//! because the process writing it may be compromised. And writing a screenshot file so that a
+//! failure (a full disk) leaves no partial file: [`write_replacing`].
 
 use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use control::messages::{FromGpu, ToGpu, SCREENSHOT_SEALS};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -112,6 +115,50 @@ pub fn seal_and_read(
     })
 }
 
+/// Writes the file at `path` through `write`, never leaving a partial one: the bytes go to a
+/// new temporary file beside it (same directory, so the rename stays on one file system),
+/// which is flushed and renamed over `path` only once everything was written. On any
+/// failure the temporary file is removed and `path` is as it was. Errors say what failed
+/// (`write`'s own, or creating, flushing or renaming, with the OS's reason such as `No space
+/// left on device (os error 28)`); the caller names `path`.
+// Not called yet: vm/mod.rs's `write_png` should write through it (and gpu_process.rs
+// re-export it); then this allowance goes.
+#[allow(dead_code)]
+pub fn write_replacing(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), String>,
+) -> Result<(), String> {
+    let temporary = temporary_beside(path);
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(|e| format!("creating {}: {e}", temporary.display()))?;
+    let written = write_all_of(file, write)
+        .and_then(|()| std::fs::rename(&temporary, path).map_err(|e| format!("renaming: {e}")));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Runs `write` on a buffered `file` and flushes it: an error only the last flush meets
+/// (the disk filling up on the final bytes) is reported, not lost in the buffer's drop.
+fn write_all_of(
+    file: File,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut out = BufWriter::new(file);
+    write(&mut out)?;
+    out.flush().map_err(|e| format!("flushing: {e}"))
+}
+
+/// `.NAME.PID.tmp` in `path`'s directory.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -191,5 +238,62 @@ mod tests {
         let err = seal_and_read(memfd, 32, 32).unwrap_err();
 
         assert!(matches!(err, ScreenshotError::Seal(_)), "{err}");
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn write_replacing_leaves_only_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shot.png");
+
+        write_replacing(&path, |out| {
+            out.write_all(&[7; 100_000]).map_err(|e| e.to_string())
+        })
+        .unwrap();
+
+        assert_eq!(names_in(dir.path()), vec!["shot.png".to_string()]);
+        assert_eq!(std::fs::read(&path).unwrap(), vec![7; 100_000]);
+    }
+
+    #[test]
+    fn write_replacing_that_fails_leaves_no_file_and_the_old_one_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shot.png");
+        std::fs::write(&path, b"old").unwrap();
+
+        let err = write_replacing(&path, |out| {
+            out.write_all(&[7; 100_000]).map_err(|e| e.to_string())?;
+            Err("encoding PNG failed: No space left on device (os error 28)".to_string())
+        })
+        .unwrap_err();
+
+        assert_eq!(
+            err,
+            "encoding PNG failed: No space left on device (os error 28)"
+        );
+        assert_eq!(names_in(dir.path()), vec!["shot.png".to_string()]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn write_replacing_into_a_missing_directory_names_the_file_it_could_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing/shot.png");
+
+        let err = write_replacing(&path, |_| Ok(())).unwrap_err();
+
+        assert!(err.starts_with("creating "), "{err}");
+        assert!(
+            err.ends_with("No such file or directory (os error 2)"),
+            "{err}"
+        );
     }
 }
