@@ -207,6 +207,9 @@ pub struct ReadyInfo {
     pub landlock_enforced: bool,
     /// The renderer that actually came up, with the capsets it offers.
     pub renderer: String,
+    /// The host GL renderer under virgl (GL_RENDERER), when virgl came up.
+    #[serde(default)]
+    pub gl_renderer: Option<String>,
 }
 
 /// A system call the filter refused in trap-and-report mode.

@@ -19,8 +19,8 @@ use control::messages::{
 };
 use control::tube::{Tube, TubeError};
 use devices::virtio_gpu::{
-    Backend, BackendConfig, BackendInfo, CursorChange, DisplayMode, FrameChange, GpuConfig,
-    Recorder, RendererChoice, RendererKind, VirtioGpu,
+    Backend, BackendConfig, CursorChange, DisplayMode, FrameChange, GpuConfig, Recorder,
+    RendererChoice, VirtioGpu,
 };
 use nix::sys::stat::{fstat, SFlag};
 use vhost_user_device::DeviceHandle;
@@ -30,6 +30,7 @@ pub struct Device {
     served: vhost_user_device::Backend<VirtioGpu>,
     socket: UnixStream,
     description: String,
+    gl_renderer: Option<String>,
 }
 
 impl Device {
@@ -60,7 +61,8 @@ impl Device {
             surfaceless: None,
         })
         .context("starting the renderer")?;
-        let description = describe(backend.info());
+        let description = backend.info().to_string();
+        let gl_renderer = backend.info().gl_renderer.clone();
         let mut gpu = VirtioGpu::new(backend, config).context("building the device")?;
         if let Some(pipe) = record_to {
             let info = format!(
@@ -76,12 +78,18 @@ impl Device {
             served,
             socket,
             description,
+            gl_renderer,
         })
     }
 
     /// The renderer that came up, for the Ready message.
     pub fn description(&self) -> &str {
         &self.description
+    }
+
+    /// The host GL renderer under virgl, when virgl came up.
+    pub fn gl_renderer(&self) -> Option<&str> {
+        self.gl_renderer.as_deref()
     }
 
     /// A handle for the tube thread.
@@ -135,29 +143,6 @@ fn socket_at(fd: i32) -> Result<UnixStream> {
         bail!("descriptor {fd} (the vhost-user socket) is not a socket");
     }
     Ok(UnixStream::from(owned))
-}
-
-/// `virgl (capsets 3 v1, 4 v2; EGL surfaceless)` or `2D (virgl unavailable: ...)`.
-fn describe(info: &BackendInfo) -> String {
-    match info.kind {
-        RendererKind::Virgl => {
-            let capsets: Vec<String> = info
-                .capsets
-                .iter()
-                .map(|c| format!("{} v{}", c.id, c.max_version))
-                .collect();
-            let egl = if info.surfaceless {
-                "EGL surfaceless"
-            } else {
-                "render node"
-            };
-            format!("virgl (capsets {}; {egl})", capsets.join(", "))
-        }
-        RendererKind::TwoD => match &info.fallback_reason {
-            Some(reason) => format!("2D (virgl unavailable: {reason})"),
-            None => "2D".into(),
-        },
-    }
 }
 
 /// Answers tube requests until Shutdown (`Ok(true)`) or until the supervisor goes away

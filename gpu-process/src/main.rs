@@ -71,10 +71,14 @@ fn run() -> Result<()> {
 fn confine(tube: &Tube, start: &StartConfig) -> Result<(ReadyInfo, Option<Device>)> {
     let landlock_enforced = confine::apply_landlock(&start.landlock)?;
     let stderr = logger::KeepStderr::save();
-    let (renderer, device) = match start.vhost_user_fd {
+    let ((renderer, gl_renderer), device) = match start.vhost_user_fd {
         Some(fd) => {
             let device = Device::init(start.renderer, fd, start.display, start.record_fd)?;
-            (device.description().to_owned(), Some(device))
+            let described = (
+                device.description().to_owned(),
+                device.gl_renderer().map(str::to_owned),
+            );
+            (described, Some(device))
         }
         None => (
             renderer::start(start.renderer).map_err(anyhow::Error::msg)?,
@@ -91,6 +95,7 @@ fn confine(tube: &Tube, start: &StartConfig) -> Result<(ReadyInfo, Option<Device
         pid_in_namespace: unsafe { libc::getpid() },
         landlock_enforced,
         renderer,
+        gl_renderer,
     };
     Ok((ready, device))
 }

@@ -7,10 +7,10 @@ use control::messages::RendererMode;
 use devices::virtio_gpu::{Backend, BackendConfig, RendererChoice};
 
 /// Starts the renderer `mode` asks for and keeps it loaded for the life of the process;
-/// returns a description for the Ready message.
-pub fn start(mode: RendererMode) -> Result<String, String> {
+/// returns a description and the GL renderer for the Ready message.
+pub fn start(mode: RendererMode) -> Result<(String, Option<String>), String> {
     let renderer = match mode {
-        RendererMode::None => return Ok("none".into()),
+        RendererMode::None => return Ok(("none".into(), None)),
         RendererMode::Virgl => RendererChoice::VirglOrTwoD,
         RendererMode::TwoD => RendererChoice::TwoD,
     };
@@ -20,7 +20,8 @@ pub fn start(mode: RendererMode) -> Result<String, String> {
     })
     .map_err(|e| format!("starting the renderer: {e}"))?;
     let description = format!("{:?} (no device served)", backend.info().kind);
+    let gl_renderer = backend.info().gl_renderer.clone();
     // Kept, never torn down: the process ends with _exit or a signal.
     Box::leak(Box::new(backend));
-    Ok(description)
+    Ok((description, gl_renderer))
 }

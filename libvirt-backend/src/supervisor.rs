@@ -163,6 +163,8 @@ impl Backend {
             three_d: config.virgl,
             display: config.display,
             liveness: vmm::vm_config::DEFAULT_LIVENESS_TIMEOUT,
+            record: None,
+            gpu: None,
         };
         let sink = events.clone();
         let gpu = JailedGpu::spawn_with_devices(

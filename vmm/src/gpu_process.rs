@@ -54,6 +54,9 @@ pub struct GpuSpawnConfig {
     pub ready_timeout: Duration,
     /// How long a request (e.g. a sandbox report) may take.
     pub request_timeout: Duration,
+    /// The GPU the user named (`--gpu`): the process must come up rendering on it, never on
+    /// a software fallback.
+    pub required_gpu: Option<PathBuf>,
 }
 
 impl GpuSpawnConfig {
@@ -67,6 +70,7 @@ impl GpuSpawnConfig {
             display: None,
             ready_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(60),
+            required_gpu: None,
         }
     }
 
@@ -115,6 +119,58 @@ pub enum GpuError {
     Frame(#[from] FrameError),
     #[error("waiting for the GPU process: {0}")]
     Wait(#[source] std::io::Error),
+    #[error("the GPU {0} does not exist on this host")]
+    MissingGpu(PathBuf),
+    #[error("refusing the GPU process: asked to render on {gpu}, but {found}")]
+    WrongGpu { gpu: PathBuf, found: String },
+}
+
+/// What kind of GPU a device node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuKind {
+    /// `/dev/nvidiaN`: NVIDIA's proprietary driver.
+    Nvidia,
+    /// `/dev/dri/renderD*`: a DRM render node (Mesa's hardware drivers).
+    RenderNode,
+}
+
+impl GpuKind {
+    /// The kind of `node`, from its name; `None` for anything else.
+    pub fn of(node: &Path) -> Option<GpuKind> {
+        let name = node.file_name()?.to_str()?;
+        let digits = |rest: &str| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+        if name.strip_prefix("nvidia").is_some_and(digits) {
+            return Some(GpuKind::Nvidia);
+        }
+        if name.strip_prefix("renderD").is_some_and(digits) {
+            return Some(GpuKind::RenderNode);
+        }
+        None
+    }
+}
+
+/// Software rasterizers a GL renderer string names when no GPU renders.
+const SOFTWARE_RENDERERS: [&str; 4] = ["llvmpipe", "softpipe", "swrast", "lavapipe"];
+
+/// Whether `ready` shows rendering on the GPU `gpu` names: virgl came up, on NVIDIA's GL for
+/// an NVIDIA node, on no software rasterizer for a render node. `Err` says what was found.
+pub fn check_renderer(gpu: &Path, ready: &ReadyInfo) -> Result<(), String> {
+    let Some(gl) = &ready.gl_renderer else {
+        return Err(format!(
+            "virgl did not come up (renderer: {})",
+            ready.renderer
+        ));
+    };
+    let lower = gl.to_ascii_lowercase();
+    let on_gpu = match GpuKind::of(gpu) {
+        Some(GpuKind::Nvidia) => lower.contains("nvidia"),
+        Some(GpuKind::RenderNode) => !SOFTWARE_RENDERERS.iter().any(|s| lower.contains(s)),
+        None => false,
+    };
+    match on_gpu {
+        true => Ok(()),
+        false => Err(format!("GL_RENDERER is {gl:?}")),
+    }
 }
 
 /// A system call the filter refused, with its name from the syscall table.
@@ -220,6 +276,9 @@ impl GpuProcess {
         config: &GpuSpawnConfig,
         fds: &[PassFd<'_>],
     ) -> Result<GpuProcess, GpuError> {
+        if let Some(gpu) = config.required_gpu.as_ref().filter(|g| !g.exists()) {
+            return Err(GpuError::MissingGpu(gpu.clone()));
+        }
         let policy = policy::compile(&config.policy, config.action)?;
         let (mut tube, child_end) = Tube::pair()?;
         let child_end = OwnedFd::from(child_end);
@@ -262,6 +321,15 @@ impl GpuProcess {
                 return Err(GpuError::NotReady { reason, exit });
             }
         };
+        if let Some(gpu) = &config.required_gpu {
+            if let Err(found) = check_renderer(gpu, &ready) {
+                let _ = finish(&mut process, &tube, None, Duration::from_secs(2));
+                return Err(GpuError::WrongGpu {
+                    gpu: gpu.clone(),
+                    found,
+                });
+            }
+        }
         let confinement = inspect(process.pid())?;
         verify::check(&confinement.status, &confinement.namespaces)?;
         Ok(GpuProcess {
@@ -443,5 +511,78 @@ fn enlarge_send_buffer(socket: &OwnedFd, bytes: libc::c_int) {
         if rc == 0 {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(gl_renderer: Option<&str>) -> ReadyInfo {
+        ReadyInfo {
+            pid_in_namespace: 1,
+            landlock_enforced: true,
+            renderer: "virgl".into(),
+            gl_renderer: gl_renderer.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn gpu_kind_names_nvidia_and_render_nodes_only() {
+        let kinds: Vec<Option<GpuKind>> = [
+            "/dev/nvidia0",
+            "/dev/dri/renderD128",
+            "/dev/nvidiactl",
+            "/dev/nvidia-uvm",
+            "/dev/dri/card0",
+            "/dev/null",
+        ]
+        .iter()
+        .map(|p| GpuKind::of(Path::new(p)))
+        .collect();
+
+        assert_eq!(
+            kinds,
+            vec![
+                Some(GpuKind::Nvidia),
+                Some(GpuKind::RenderNode),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn check_renderer_refuses_llvmpipe_when_an_nvidia_gpu_was_named() {
+        let err = check_renderer(
+            Path::new("/dev/nvidia0"),
+            &ready(Some("LLVMPIPE (LLVM 15.0.6, 256 bits)")),
+        )
+        .unwrap_err();
+
+        assert_eq!(err, "GL_RENDERER is \"LLVMPIPE (LLVM 15.0.6, 256 bits)\"");
+    }
+
+    #[test]
+    fn check_renderer_accepts_nvidia_gl_on_an_nvidia_node() {
+        let result = check_renderer(Path::new("/dev/nvidia0"), &ready(Some("NVIDIA H200/PCIe")));
+
+        assert_eq!(result, Ok(()));
+    }
+
+    #[test]
+    fn check_renderer_refuses_a_software_rasterizer_on_a_render_node() {
+        let err = check_renderer(Path::new("/dev/dri/renderD128"), &ready(Some("softpipe")));
+
+        assert_eq!(err.unwrap_err(), "GL_RENDERER is \"softpipe\"");
+    }
+
+    #[test]
+    fn check_renderer_refuses_when_virgl_did_not_come_up() {
+        let err = check_renderer(Path::new("/dev/nvidia0"), &ready(None)).unwrap_err();
+
+        assert_eq!(err, "virgl did not come up (renderer: virgl)");
     }
 }

@@ -11,6 +11,11 @@ pub const POLICY_DIR_ENV: &str = "RAYOS_POLICY_DIR";
 /// directory; the default until a hardware GPU is configured.
 pub const SOFTWARE_POLICY: &str = "x86_64/gpu_device_software.policy";
 
+/// The policy for NVIDIA's driver (no executable memory, NVIDIA's ioctls by exact number).
+pub const NVIDIA_POLICY: &str = "x86_64/gpu_nvidia.policy";
+/// The policy for a DRM render node (no executable memory).
+pub const RENDER_NODE_POLICY: &str = "x86_64/gpu_device.policy";
+
 /// Why a policy could not be found or compiled.
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -21,6 +26,10 @@ pub enum PolicyError {
     NoPolicyDir,
     #[error("policy file {0} does not exist")]
     Missing(PathBuf),
+    #[error(
+        "{0} is neither an NVIDIA node (/dev/nvidiaN) nor a DRM render node (/dev/dri/renderDN)"
+    )]
+    UnknownGpu(PathBuf),
     #[error("reading policy {path}: {source}")]
     Parse {
         path: PathBuf,
@@ -101,6 +110,23 @@ pub fn default_policy() -> Result<PathBuf, PolicyError> {
         Ok(path)
     } else {
         Err(PolicyError::Missing(path))
+    }
+}
+
+/// The policy for rendering on `gpu` (see [`crate::gpu_process::GpuKind`]); the software
+/// policy without one. A node of no known kind is refused.
+pub fn policy_for_gpu(gpu: Option<&Path>) -> Result<PathBuf, PolicyError> {
+    use crate::gpu_process::GpuKind;
+    let relative = match gpu.map(|g| (g, GpuKind::of(g))) {
+        None => SOFTWARE_POLICY,
+        Some((_, Some(GpuKind::Nvidia))) => NVIDIA_POLICY,
+        Some((_, Some(GpuKind::RenderNode))) => RENDER_NODE_POLICY,
+        Some((g, None)) => return Err(PolicyError::UnknownGpu(g.to_path_buf())),
+    };
+    let path = policy_dir()?.join(relative);
+    match path.is_file() {
+        true => Ok(path),
+        false => Err(PolicyError::Missing(path)),
     }
 }
 

@@ -17,6 +17,7 @@ use replay::{Device, FrameSource, Pace, ReplayOptions, ReplayReport};
 use serde::Serialize;
 
 use crate::gpu_process::{GpuProcess, GpuSpawnConfig, VHOST_USER_FD};
+use crate::sandbox_report::ActionArg;
 
 /// `VIRTIO_GPU_F_VIRGL`: the recorded guest used 3D.
 const VIRTIO_GPU_F_VIRGL: u64 = 1 << 0;
@@ -37,12 +38,17 @@ pub struct ReplayArgs {
     /// The ray-gpu binary [default: next to rayvmm].
     #[arg(long = "ray-gpu", value_name = "PATH")]
     pub ray_gpu: Option<PathBuf>,
-    /// A GPU device node to give the process (repeatable) [default: every render node].
-    #[arg(long = "gpu", value_name = "PATH")]
-    pub gpus: Vec<PathBuf>,
-    /// Seccomp policy file [default: the software-rendering policy].
+    /// The GPU to render on: an NVIDIA node (/dev/nvidia0) or a DRM render node; the replay
+    /// stops if GL does not come up on it [default: none, llvmpipe].
+    #[arg(long, value_name = "PATH")]
+    pub gpu: Option<PathBuf>,
+    /// Seccomp policy file [default: the policy for --gpu, else the software policy].
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// What the filter does with a call outside the policy: kill, or trap (report the call
+    /// with its arguments, then exit; for deriving policies).
+    #[arg(long, value_enum, default_value_t = ActionArg::Kill)]
+    pub action: ActionArg,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -60,7 +66,10 @@ pub enum PaceArg {
 struct JsonReport<'a> {
     recording: &'a Path,
     renderer: &'a str,
+    gl_renderer: Option<&'a str>,
     spawn_to_ready_seconds: f64,
+    /// The GPU process's peak resident memory (VmHWM) after the replay.
+    gpu_process_peak_rss_mib: f64,
     #[serde(flatten)]
     replay: &'a ReplayReport,
     frames_match: bool,
@@ -80,18 +89,20 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
     };
     let policy = match &args.policy {
         Some(path) => path.clone(),
-        None => crate::policy::default_policy()?,
+        None => crate::policy::policy_for_gpu(args.gpu.as_deref())?,
     };
-    let devices = match args.gpus.is_empty() {
-        true => jail::render_nodes(Path::new(jail::DRI_DIR)),
-        false => args.gpus.clone(),
-    };
+    let devices: Vec<PathBuf> = args.gpu.iter().cloned().collect();
     let mut config = GpuSpawnConfig::new(&binary, &policy, &devices);
+    config.action = args.action.into();
     config.renderer = match opened.preamble.features & VIRTIO_GPU_F_VIRGL {
         0 => RendererMode::TwoD,
         _ => RendererMode::Virgl,
     };
     config.display = Some(recorded_display(&opened.preamble.info));
+    config.required_gpu = args
+        .gpu
+        .clone()
+        .filter(|_| config.renderer == RendererMode::Virgl);
     config.ready_timeout = std::time::Duration::from_secs(60);
     let (ours, theirs) = UnixStream::pair().context("creating the vhost-user socketpair")?;
     let spawn_started = Instant::now();
@@ -106,6 +117,7 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
     let spawn_to_ready = spawn_started.elapsed().as_secs_f64();
     drop(theirs);
     let renderer = process.ready_info().renderer.clone();
+    let gl_renderer = process.ready_info().gl_renderer.clone();
     let mut frames = JailedFrames(process);
     let options = ReplayOptions {
         pace: match args.pace {
@@ -123,11 +135,17 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
         options,
     )
     .with_context(|| format!("replaying {}", args.recording.display()))?;
+    let peak_rss_mib = frames
+        .0
+        .status()
+        .map_or(0.0, |s| s.vm_hwm_kib as f64 / 1024.0);
     if args.json {
         let json = JsonReport {
             recording: &args.recording,
             renderer: &renderer,
+            gl_renderer: gl_renderer.as_deref(),
             spawn_to_ready_seconds: spawn_to_ready,
+            gpu_process_peak_rss_mib: peak_rss_mib,
             replay: &report,
             frames_match: report.frames_match(),
         };

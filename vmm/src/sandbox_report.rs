@@ -41,6 +41,11 @@ pub struct SandboxReportArgs {
     /// A GPU device node to give the process (repeatable; missing ones are skipped).
     #[arg(long = "device", value_name = "PATH")]
     pub devices: Vec<PathBuf>,
+    /// The GPU to render on (/dev/nvidia0, /dev/dri/renderD128): given to the process,
+    /// virgl brought up on it before the report (refused if GL comes up elsewhere), and its
+    /// policy used unless --policy names another.
+    #[arg(long, value_name = "PATH")]
+    pub gpu: Option<PathBuf>,
     /// Host uid of the jailed process (default: nobody for root, else your own).
     #[arg(long, requires = "gid")]
     pub uid: Option<u32>,
@@ -158,16 +163,20 @@ fn spawn_config(args: &SandboxReportArgs) -> Result<GpuSpawnConfig> {
         "GPU binary {} not found (build it with `cargo build -p gpu-process`, or pass --gpu-binary)",
         gpu_binary.display()
     );
-    let policy = match (&args.policy, &args.policy_dir) {
-        (Some(path), _) => path.clone(),
-        (None, Some(dir)) => dir.join(policy::SOFTWARE_POLICY),
-        (None, None) => policy::default_policy()?,
+    let policy = match (&args.policy, &args.policy_dir, &args.gpu) {
+        (Some(path), _, _) => path.clone(),
+        (None, Some(dir), None) => dir.join(policy::SOFTWARE_POLICY),
+        (None, _, Some(gpu)) => policy::policy_for_gpu(Some(gpu))?,
+        (None, None, None) => policy::default_policy()?,
     };
-    let mut config = GpuSpawnConfig::new(&gpu_binary, &policy, &args.devices);
+    let mut devices = args.devices.clone();
+    devices.extend(args.gpu.iter().cloned());
+    let mut config = GpuSpawnConfig::new(&gpu_binary, &policy, &devices);
     config.action = args.action.into();
-    if args.virgl {
+    if args.virgl || args.gpu.is_some() {
         config.renderer = control::messages::RendererMode::Virgl;
     }
+    config.required_gpu = args.gpu.clone();
     if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
         config.jail.ids = JailIds {
             uid,

@@ -72,6 +72,12 @@ pub enum ConfigError {
     DiskNeedsFirmware,
     #[error("{what} {path} does not exist or is not a regular file")]
     MissingFile { what: &'static str, path: PathBuf },
+    #[error("--gpu {0}: neither an NVIDIA node (/dev/nvidiaN) nor a DRM render node (/dev/dri/renderDN)")]
+    UnknownGpu(PathBuf),
+    #[error("--gpu {0}: no such device node on this host")]
+    MissingGpu(PathBuf),
+    #[error("--gpu needs the jailed ray-gpu backend (the reference backend is 2D only)")]
+    GpuNeedsJailedGpu,
     #[error("--record needs the jailed ray-gpu backend (the reference backend records nothing)")]
     RecordNeedsJailedGpu,
     #[error("invalid --record-limit {0:?}: expected a size such as 512M or 4G, at least 64M")]
@@ -276,6 +282,7 @@ pub struct RunOptions {
     pub record: Option<PathBuf>,
     #[serde(rename = "record-limit")]
     pub record_limit: Option<String>,
+    pub gpu: Option<PathBuf>,
 }
 
 /// Command-line flags of `rayvmm run`.
@@ -348,6 +355,11 @@ pub struct RunArgs {
     /// Stop recording when the file reaches this size (512M, 4G) [default: 4G].
     #[arg(long = "record-limit", value_name = "SIZE")]
     pub record_limit: Option<String>,
+    /// The GPU to render on: an NVIDIA node (/dev/nvidia0) or a DRM render node
+    /// (/dev/dri/renderD128); the run stops if GL does not come up on it [default: none,
+    /// software rendering with llvmpipe].
+    #[arg(long, value_name = "PATH")]
+    pub gpu: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -377,6 +389,7 @@ impl RunArgs {
             liveness_timeout: self.liveness_timeout.clone(),
             record: self.record.clone(),
             record_limit: self.record_limit.clone(),
+            gpu: self.gpu.clone(),
         }
     }
 
@@ -427,6 +440,8 @@ pub struct RunConfig {
     pub record: Option<PathBuf>,
     /// The recording's size bound in bytes.
     pub record_limit: u64,
+    /// The GPU to render on; `None`: software rendering.
+    pub gpu: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -468,6 +483,7 @@ impl RunOptions {
             liveness_timeout: self.liveness_timeout.or(base.liveness_timeout),
             record: self.record.or(base.record),
             record_limit: self.record_limit.or(base.record_limit),
+            gpu: self.gpu.or(base.gpu),
         }
     }
 
@@ -513,6 +529,17 @@ impl RunOptions {
                 .saturating_mul(1 << 20),
             None => crate::recording::DEFAULT_LIMIT_BYTES,
         };
+        if let Some(gpu) = &self.gpu {
+            if crate::gpu_process::GpuKind::of(gpu).is_none() {
+                return Err(ConfigError::UnknownGpu(gpu.clone()));
+            }
+            if !gpu.exists() {
+                return Err(ConfigError::MissingGpu(gpu.clone()));
+            }
+            if gpu_backend == GpuBackendKind::Reference {
+                return Err(ConfigError::GpuNeedsJailedGpu);
+            }
+        }
         let boot = self.boot_source()?;
         Ok(RunConfig {
             memory_mib,
@@ -531,6 +558,7 @@ impl RunOptions {
             liveness_timeout,
             record: self.record,
             record_limit,
+            gpu: self.gpu,
         })
     }
 

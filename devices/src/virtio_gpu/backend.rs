@@ -79,6 +79,45 @@ pub struct BackendInfo {
     pub surfaceless: bool,
     /// Why virgl was not used, when it was asked for and the 2D component came up instead.
     pub fallback_reason: Option<String>,
+    /// The host GL renderer virglrenderer runs on (its GL_RENDERER, as the guest sees it in
+    /// the virgl2 capset), when virgl came up.
+    pub gl_renderer: Option<String>,
+}
+
+/// `virgl (capsets 1 v1, 2 v2; EGL surfaceless; GL LLVMPIPE (...))` or
+/// `2D (virgl unavailable: ...)`: what came up, in the words ray-gpu's Ready uses.
+impl std::fmt::Display for BackendInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.kind, &self.fallback_reason) {
+            (RendererKind::Virgl, _) => {
+                let capsets: Vec<String> = self
+                    .capsets
+                    .iter()
+                    .map(|c| format!("{} v{}", c.id, c.max_version))
+                    .collect();
+                let egl = match self.surfaceless {
+                    true => "EGL surfaceless",
+                    false => "render node",
+                };
+                let gl = self.gl_renderer.as_deref().unwrap_or("unknown");
+                write!(f, "virgl (capsets {}; {egl}; GL {gl})", capsets.join(", "))
+            }
+            (RendererKind::TwoD, Some(reason)) => write!(f, "2D (virgl unavailable: {reason})"),
+            (RendererKind::TwoD, None) => write!(f, "2D"),
+        }
+    }
+}
+
+/// Where virglrenderer 0.10 puts the host's GL_RENDERER in the virgl2 capset
+/// (`virgl_caps_v2.renderer`, 64 bytes, NUL-terminated).
+const CAPS_V2_RENDERER: std::ops::Range<usize> = 696..760;
+
+/// The GL_RENDERER string of a virgl2 capset: printable text up to its NUL, if any.
+pub fn gl_renderer_of(caps_v2: &[u8]) -> Option<String> {
+    let field = caps_v2.get(CAPS_V2_RENDERER)?;
+    let text = field.split(|&b| b == 0).next()?;
+    let printable = !text.is_empty() && text.iter().all(|b| (b' '..=b'~').contains(b));
+    printable.then(|| String::from_utf8_lossy(text).into_owned())
 }
 
 /// The renderer could not be brought up.
@@ -191,6 +230,11 @@ impl Backend {
             RendererKind::TwoD => Vec::new(),
             RendererKind::Virgl => capsets_of(&rutabaga),
         };
+        let gl_renderer = capsets
+            .iter()
+            .find(|c| c.id == CAPSET_VIRGL2)
+            .and_then(|c| rutabaga.get_capset(c.id, c.max_version).ok())
+            .and_then(|caps| gl_renderer_of(&caps));
         Ok(Backend {
             rutabaga,
             info: BackendInfo {
@@ -198,6 +242,7 @@ impl Backend {
                 capsets,
                 surfaceless,
                 fallback_reason,
+                gl_renderer,
             },
             signals,
         })
@@ -385,5 +430,38 @@ impl Backend {
         self.rutabaga
             .create_fence(fence)
             .map_err(GpuError::backend("fence"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps_with_renderer(name: &[u8]) -> Vec<u8> {
+        let mut caps = vec![0xaau8; 1376];
+        caps[CAPS_V2_RENDERER].fill(0);
+        caps[CAPS_V2_RENDERER.start..CAPS_V2_RENDERER.start + name.len()].copy_from_slice(name);
+        caps
+    }
+
+    #[test]
+    fn gl_renderer_of_reads_the_name_up_to_its_nul() {
+        let caps = caps_with_renderer(b"NVIDIA H200/PCIe/SSE2");
+
+        assert_eq!(
+            gl_renderer_of(&caps).as_deref(),
+            Some("NVIDIA H200/PCIe/SSE2")
+        );
+    }
+
+    #[test]
+    fn gl_renderer_of_refuses_a_short_capset_and_unprintable_bytes() {
+        let short = vec![0u8; 700];
+        let binary = caps_with_renderer(&[0x01, 0x02]);
+
+        assert_eq!(
+            (gl_renderer_of(&short), gl_renderer_of(&binary)),
+            (None, None)
+        );
     }
 }

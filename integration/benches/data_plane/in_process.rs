@@ -10,9 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
-use devices::virtio_gpu::{
-    Backend, BackendConfig, BackendInfo, GpuConfig, RendererChoice, RendererKind, VirtioGpu,
-};
+use devices::virtio_gpu::{Backend, BackendConfig, GpuConfig, RendererChoice, VirtioGpu};
 
 use crate::jailed_gpu::support::session::Session;
 
@@ -39,7 +37,7 @@ impl InProcessGpu {
                     surfaceless: None,
                 })
                 .expect("virglrenderer in the benchmark's process");
-                let _ = told.send(describe(backend.info()));
+                let _ = told.send(backend.info().to_string());
                 let gpu = VirtioGpu::new(backend, GpuConfig::default()).expect("the device");
                 vhost_user_device::serve(theirs, gpu).expect("serving ends cleanly");
             })
@@ -63,25 +61,5 @@ impl InProcessGpu {
         self.server
             .join()
             .expect("the in-process device's thread ends cleanly");
-    }
-}
-
-/// `virgl (capsets 1 v1, 2 v2; EGL surfaceless)`, the words ray-gpu's Ready uses.
-fn describe(info: &BackendInfo) -> String {
-    match info.kind {
-        RendererKind::Virgl => {
-            let capsets: Vec<String> = info
-                .capsets
-                .iter()
-                .map(|c| format!("{} v{}", c.id, c.max_version))
-                .collect();
-            let egl = if info.surfaceless {
-                "EGL surfaceless"
-            } else {
-                "render node"
-            };
-            format!("virgl (capsets {}; {egl})", capsets.join(", "))
-        }
-        RendererKind::TwoD => "2D".into(),
     }
 }

@@ -145,26 +145,25 @@ pub struct JailedGpuOptions<'a> {
     pub liveness: std::time::Duration,
     /// Record the guest's commands.
     pub record: Option<RecordTo>,
+    /// The GPU to render on (`--gpu`); `None`: software rendering, no GPU node in the jail.
+    pub gpu: Option<std::path::PathBuf>,
 }
 
 impl JailedGpu {
-    /// Spawns ray-gpu in its jail with `socket` as its vhost-user connection; a monitor
-    /// thread reports its end to `sink`.
+    /// Spawns ray-gpu in its jail with `socket` as its vhost-user connection and the GPU
+    /// `options.gpu` names (none: software rendering); a monitor thread reports its end to
+    /// `sink`.
     pub fn spawn(
         options: &JailedGpuOptions<'_>,
         socket: OwnedFd,
         sink: GpuSink,
     ) -> Result<JailedGpu, String> {
-        JailedGpu::spawn_with_devices(
-            options,
-            &jail::render_nodes(Path::new(jail::DRI_DIR)),
-            socket,
-            sink,
-        )
+        let devices: Vec<_> = options.gpu.iter().cloned().collect();
+        JailedGpu::spawn_with_devices(options, &devices, socket, sink)
     }
 
     /// [`JailedGpu::spawn`] with exactly the GPU device nodes `devices` in the jail (those
-    /// the host lacks are skipped), instead of every render node the host has.
+    /// the host lacks are skipped).
     pub fn spawn_with_devices(
         options: &JailedGpuOptions<'_>,
         devices: &[std::path::PathBuf],
@@ -184,6 +183,7 @@ impl JailedGpu {
         };
         config.display = Some(options.display);
         config.ready_timeout = std::time::Duration::from_secs(60);
+        config.required_gpu = options.gpu.clone().filter(|_| options.three_d);
         // Its log goes into a pipe that rayvmm reads with bounds: no host file open for
         // writing inside the jail.
         let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)

@@ -268,8 +268,8 @@ fn spawn_gpu(
                     binary.display()
                 )));
             }
-            let policy =
-                crate::policy::default_policy().map_err(|e| VmError::Gpu(e.to_string()))?;
+            let policy = crate::policy::policy_for_gpu(config.gpu.as_deref())
+                .map_err(|e| VmError::Gpu(e.to_string()))?;
             let options = JailedGpuOptions {
                 binary: &binary,
                 policy: &policy,
@@ -283,6 +283,7 @@ fn spawn_gpu(
                     height: config.display.height,
                 },
                 liveness: config.liveness_timeout,
+                gpu: config.gpu.clone(),
                 record: config.record.as_ref().map(|path| gpu::RecordTo {
                     path: path.clone(),
                     info: recording_info(config),
