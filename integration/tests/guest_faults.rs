@@ -363,8 +363,6 @@ fn screenshot_onto_a_full_disk_is_reported_naming_the_file_and_enospc_and_the_vm
 }
 
 #[test]
-#[ignore = "vm/mod.rs's write_png writes the PNG in place; it should write a temporary file \
-            beside it and rename it (gpu_process::screenshot::write_replacing does)"]
 fn screenshot_onto_a_full_disk_leaves_no_partial_file() {
     let run = full_disk_screenshot("fault-full-disk-partial");
 

@@ -72,6 +72,10 @@ pub enum ReplayError {
     QueueFull,
     #[error("the device took no command for {0:?} (stuck at record {1})")]
     Stalled(Duration, u64),
+    #[error("the device closed its vhost-user connection (at record {0})")]
+    Disconnected(u64),
+    #[error("duplicating the vhost-user socket: {0}")]
+    Socket(#[source] std::io::Error),
     #[error("taking the device's frame at record {index}: {message}")]
     FrameSource { index: u64, message: String },
 }
@@ -328,6 +332,8 @@ struct InFlight {
 /// The frontend's side of one replay: connection, RAM, queues, staging allocator.
 struct Session {
     frontend: Frontend,
+    /// The same socket, watched for the device hanging up.
+    watch: UnixStream,
     ram: GuestRam,
     queues: [DriverQueue; 2],
     in_flight: [std::collections::HashMap<u16, InFlight>; 2],
@@ -352,6 +358,7 @@ impl Session {
             .checked_add(STAGING_BYTES)
             .ok_or(ReplayError::RamTooLarge(ram_end))?;
         let ram = GuestRam::new(size)?;
+        let watch = socket.try_clone().map_err(ReplayError::Socket)?;
         let mut frontend = Frontend::from_stream(socket, 2);
         let offered = frontend.get_features().map_err(vhost("GET_FEATURES"))?;
         frontend.set_owner().map_err(vhost("SET_OWNER"))?;
@@ -425,6 +432,7 @@ impl Session {
         }
         Ok(Session {
             frontend,
+            watch,
             ram,
             queues,
             in_flight: Default::default(),
@@ -504,9 +512,14 @@ impl Session {
         }
         let started = Instant::now();
         for q in 0..2 {
+            let mut spins = 0u32;
             while !self.queues[q].all_taken(&self.ram)? {
                 if started.elapsed() > DEVICE_TIMEOUT {
                     return Err(ReplayError::Stalled(DEVICE_TIMEOUT, index));
+                }
+                spins += 1;
+                if spins % 1024 == 0 && self.peer_gone() {
+                    return Err(ReplayError::Disconnected(index));
                 }
                 std::thread::yield_now();
             }
@@ -531,16 +544,37 @@ impl Session {
         if since.elapsed() > DEVICE_TIMEOUT {
             return Err(ReplayError::Stalled(DEVICE_TIMEOUT, index));
         }
-        let fd = self.queues[q].call.as_raw_fd();
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd on the stack, for an eventfd this session owns.
-        unsafe { libc::poll(&mut pfd, 1, 10) };
+        let mut fds = [
+            libc::pollfd {
+                fd: self.queues[q].call.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.watch.as_raw_fd(),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds on the stack, for descriptors this session owns.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
+        if fds[1].revents != 0 {
+            return Err(ReplayError::Disconnected(index));
+        }
         let _ = self.queues[q].call.read();
         self.reap()
+    }
+
+    /// Whether the device hung up its end of the connection.
+    fn peer_gone(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.watch.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on the stack, for a socket this session owns.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready > 0 && fd.revents != 0
     }
 }
 

@@ -25,7 +25,7 @@ mod screenshot;
 #[doc(hidden)]
 pub use frames::check_reply as check_frame_reply;
 pub use frames::{FrameBuffer, FrameError, FrameUpdate, MAX_FRAME_BYTES};
-pub use screenshot::{ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};
+pub use screenshot::{write_replacing, ScanoutFrame, ScreenshotError, MAX_SCREENSHOT_EDGE};
 
 /// The control tube's number in the GPU process.
 pub const TUBE_FD: i32 = 3;

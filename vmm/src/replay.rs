@@ -68,7 +68,7 @@ struct JsonReport<'a> {
     renderer: &'a str,
     gl_renderer: Option<&'a str>,
     spawn_to_ready_seconds: f64,
-    /// The GPU process's peak resident memory (VmHWM) after the replay.
+    /// The GPU process's peak resident memory (VmHWM) at the last frame check.
     gpu_process_peak_rss_mib: f64,
     #[serde(flatten)]
     replay: &'a ReplayReport,
@@ -118,7 +118,10 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
     drop(theirs);
     let renderer = process.ready_info().renderer.clone();
     let gl_renderer = process.ready_info().gl_renderer.clone();
-    let mut frames = JailedFrames(process);
+    let mut frames = JailedFrames {
+        process,
+        peak_rss_kib: 0,
+    };
     let options = ReplayOptions {
         pace: match args.pace {
             PaceArg::Fast => Pace::Fast,
@@ -126,19 +129,32 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
         },
         tolerance: args.tolerance,
     };
-    let report = replay::replay(
+    let replayed = replay::replay(
         opened,
         Device {
             socket: ours,
             frames: &mut frames,
         },
         options,
-    )
-    .with_context(|| format!("replaying {}", args.recording.display()))?;
-    let peak_rss_mib = frames
-        .0
-        .status()
-        .map_or(0.0, |s| s.vm_hwm_kib as f64 / 1024.0);
+    );
+    let report = match replayed {
+        Ok(report) => report,
+        Err(e) => {
+            // Say how the GPU process ended, when that is why (a refused call in trap mode).
+            let exit = frames
+                .process
+                .wait_timeout(std::time::Duration::from_secs(3))
+                .ok()
+                .flatten();
+            let err =
+                anyhow::Error::new(e).context(format!("replaying {}", args.recording.display()));
+            return Err(match exit {
+                Some(exit) => err.context(format!("the GPU process {exit}")),
+                None => err,
+            });
+        }
+    };
+    let peak_rss_mib = frames.peak_rss_kib as f64 / 1024.0;
     if args.json {
         let json = JsonReport {
             recording: &args.recording,
@@ -206,12 +222,19 @@ fn summary(report: &ReplayReport, renderer: &str) -> String {
     out + "\n"
 }
 
-/// Frames from the jailed process, through the tube (a sealed memfd per frame).
-struct JailedFrames(GpuProcess);
+/// Frames from the jailed process, through the tube (a sealed memfd per frame); its peak
+/// memory is read at each.
+struct JailedFrames {
+    process: GpuProcess,
+    peak_rss_kib: u64,
+}
 
 impl FrameSource for JailedFrames {
     fn frame(&mut self) -> Result<Option<(u32, u32, Vec<u8>)>, String> {
-        match self.0.screenshot() {
+        if let Ok(status) = self.process.status() {
+            self.peak_rss_kib = status.vm_hwm_kib;
+        }
+        match self.process.screenshot() {
             Ok(frame) => Ok(Some((frame.width, frame.height, frame.pixels))),
             Err(e) => Err(e.to_string()),
         }

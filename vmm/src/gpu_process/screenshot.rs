@@ -123,7 +123,6 @@ pub fn seal_and_read(
 /// left on device (os error 28)`); the caller names `path`.
 // Not called yet: vm/mod.rs's `write_png` should write through it (and gpu_process.rs
 // re-export it); then this allowance goes.
-#[allow(dead_code)]
 pub fn write_replacing(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<(), String>,

@@ -625,10 +625,7 @@ fn fallback_result(
 }
 
 fn write_png(frame: &Frame, path: &Path) -> Result<(), String> {
-    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    frame
-        .write_png(std::io::BufWriter::new(file))
-        .map_err(|e| e.to_string())
+    crate::gpu_process::write_replacing(path, |out| frame.write_png(out).map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]
