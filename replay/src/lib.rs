@@ -518,7 +518,7 @@ impl Session {
                     return Err(ReplayError::Stalled(DEVICE_TIMEOUT, index));
                 }
                 spins += 1;
-                if spins % 1024 == 0 && self.peer_gone() {
+                if spins.is_multiple_of(1024) && self.peer_gone() {
                     return Err(ReplayError::Disconnected(index));
                 }
                 std::thread::yield_now();
