@@ -66,6 +66,8 @@ pub enum Category {
     Clone,
     Exhaustion,
     Descriptors,
+    /// Reaching beyond the one NVIDIA GPU the jail was given (GPU hosts only).
+    Nvidia,
 }
 
 /// One entry of the technique catalogue.
@@ -163,6 +165,12 @@ catalogue! {
     "drm_drop_master", Ioctl, "ioctl DRM_IOCTL_DROP_MASTER";
     "drm_auth_magic", Ioctl, "ioctl DRM_IOCTL_AUTH_MAGIC";
     "ioctl_fionbio", Ioctl, "ioctl(a directory fd, FIONBIO): allowed";
+    "open_unbound_nvidia_gpu", Nvidia, "open /dev/nvidia1, a GPU the jail was not given";
+    "open_nvidia_uvm_tools", Nvidia, "open /dev/nvidia-uvm-tools (UVM profiling)";
+    "open_nvidia_caps", Nvidia, "open /dev/nvidia-caps/nvidia-cap1 (MIG capabilities)";
+    "open_proc_driver_nvidia", Nvidia, "open /proc/driver/nvidia/params";
+    "nvidia_ioctl_off_the_list", Nvidia, "ioctl NV_ESC_RM_ALLOC_MEMORY on /dev/nvidiactl (not in the policy)";
+    "nvidia_ioctl_on_the_list", Nvidia, "ioctl NV_ESC_RM_CONTROL with a null payload on /dev/nvidiactl: allowed";
     "clone3", Clone, "clone3 with plain fork arguments (libc falls back to clone)";
     "clone_newuser", Clone, "clone(CLONE_NEWUSER | SIGCHLD)";
     "fork", Clone, "fork: clone without CLONE_THREAD";

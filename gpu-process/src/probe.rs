@@ -20,6 +20,7 @@ mod ioctl;
 mod kernel;
 mod memory;
 mod network;
+mod nvidia;
 mod privilege;
 mod processes;
 mod sys;
@@ -38,6 +39,7 @@ const TABLES: &[&[(&str, Technique)]] = &[
     kernel::TECHNIQUES,
     memory::TECHNIQUES,
     ioctl::TECHNIQUES,
+    nvidia::TECHNIQUES,
     clone::TECHNIQUES,
     exhaustion::TECHNIQUES,
     fds::TECHNIQUES,

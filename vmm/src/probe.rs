@@ -62,6 +62,8 @@ pub struct ProbeSetup {
     /// The renderer brought up before the filter (the probe then attacks from a process
     /// that holds the GL stack, as in production).
     pub renderer: RendererMode,
+    /// The GPU given to the process (its nodes in the jail, GL required on it).
+    pub gpu: Option<PathBuf>,
 }
 
 /// What one attempt came to, as observed from outside.
@@ -156,9 +158,12 @@ pub fn run_raw_syscall(setup: &ProbeSetup, call: RawSyscall) -> Result<Observed,
 }
 
 fn attempt(setup: &ProbeSetup, request: &ProbeRequest) -> Result<Observed, ProbeError> {
-    let mut config = GpuSpawnConfig::new(&setup.gpu_binary, &setup.policy, &[]);
+    let devices: Vec<PathBuf> = setup.gpu.iter().cloned().collect();
+    let mut config = GpuSpawnConfig::new(&setup.gpu_binary, &setup.policy, &devices);
     config.request_timeout = setup.timeout;
     config.renderer = setup.renderer;
+    config.required_gpu = setup.gpu.clone();
+    config.ready_timeout = Duration::from_secs(60);
     if setup.trap {
         config.action = DefaultAction::Trap;
     }
@@ -389,6 +394,10 @@ pub struct SetupArgs {
     /// Bring up virglrenderer before the filter, as production does (default: no renderer).
     #[arg(long)]
     pub virgl: bool,
+    /// Attack from a process rendering on this GPU (/dev/nvidia0, /dev/dri/renderD128): its
+    /// nodes in the jail, virgl up on it, its policy unless --policy names another.
+    #[arg(long, value_name = "PATH")]
+    pub gpu: Option<PathBuf>,
     /// Seconds one attempt may take.
     #[arg(long, value_name = "SECONDS", default_value_t = PROBE_TIMEOUT.as_secs())]
     pub timeout: u64,
@@ -403,7 +412,7 @@ impl SetupArgs {
         };
         let policy = match &self.policy {
             Some(path) => path.clone(),
-            None => policy::default_policy()?,
+            None => policy::policy_for_gpu(self.gpu.as_deref())?,
         };
         Ok(ProbeSetup {
             gpu_binary,
@@ -411,11 +420,12 @@ impl SetupArgs {
             abstract_socket: self.abstract_socket.clone(),
             timeout: Duration::from_secs(self.timeout),
             trap: self.trap,
-            renderer: if self.virgl {
+            renderer: if self.virgl || self.gpu.is_some() {
                 RendererMode::Virgl
             } else {
                 RendererMode::None
             },
+            gpu: self.gpu.clone(),
         })
     }
 }
@@ -602,6 +612,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             trap: false,
             renderer: RendererMode::None,
+            gpu: None,
         };
 
         let err = run_technique(&setup, "no_such_technique").unwrap_err();

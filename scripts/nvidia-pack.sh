@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Packs what the NVIDIA GPU host needs for scripts/nvidia-run.sh into .devcarry/ (and the
+# glvnd packages into .gl/), both ignored by git and carried by the `device` tool:
+#   .devcarry/bin/      rayvmm, ray-gpu, the probe build of ray-gpu, the replay benchmark
+#                       (release builds here, glibc 2.36, stripped; they run on Ubuntu 24.04)
+#   .devcarry/libs/     Debian's virglrenderer and the libraries it links that the host lacks
+#   .devcarry/recordings/  the guest recordings (scripts/record-guests.sh)
+# The GPU host reaches no registry and takes at most 64 MiB per call: nothing is fetched there.
+#
+#   bash scripts/nvidia-pack.sh     # then, on the device: bash scripts/nvidia-run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+carry=.devcarry
+grep -qx '/.devcarry/' .git/info/exclude 2>/dev/null || echo '/.devcarry/' >>.git/info/exclude
+grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo '/.gl/' >>.git/info/exclude
+mkdir -p "$carry/bin" "$carry/libs" "$carry/recordings" .gl
+
+bash scripts/record-guests.sh
+cp .cache/recordings/kmscube.raygrec .cache/recordings/glmark2.raygrec "$carry/recordings/"
+
+printf 'cargo: release rayvmm, ray-gpu and the replay benchmark, probe ray-gpu ... '
+{
+  cargo build --release -p vmm -p gpu-process
+  cargo bench -p integration --bench replay --no-run
+  # The probe build as scripts/test.sh makes it: in the shared target dir, copied aside,
+  # then the ordinary debug ray-gpu rebuilt over it.
+  cargo build -p gpu-process --features probe
+  mkdir -p target/probe/debug && cp target/debug/ray-gpu target/probe/debug/ray-gpu
+  cargo build -p gpu-process
+} >"$carry/build.log" 2>&1 || { echo "failed (see $carry/build.log)"; exit 1; }
+echo done
+bench=$(ls -t target/release/deps/replay-* | grep -v '\.d$' | head -n1)
+strip -o "$carry/bin/rayvmm" target/release/rayvmm
+strip -o "$carry/bin/ray-gpu" target/release/ray-gpu
+strip -o "$carry/bin/ray-gpu-probe" target/probe/debug/ray-gpu
+strip -o "$carry/bin/replay-bench" "$bench"
+
+# Debian's libraries that ray-gpu links and Ubuntu's GPU image lacks (../shared/FACTS.md).
+libs="libvirglrenderer.so.1 libepoxy.so.0 libgbm.so.1 libdrm.so.2 libva.so.2 libva-drm.so.2
+  libvulkan.so.1 libwayland-server.so.0 libX11.so.6 libX11-xcb.so.1 libxcb.so.1 libXau.so.6
+  libXdmcp.so.6 libbsd.so.0 libmd.so.0 libexpat.so.1 libffi.so.8"
+for lib in $libs; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$carry/libs/"
+done
+
+if ! ls .gl/libegl1_*.deb >/dev/null 2>&1; then
+  printf 'apt: glvnd packages for the GPU host ... '
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  mkdir -p /tmp/amd64/partial
+  { apt-get $o update && (cd .gl && apt-get $o download libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2); } \
+    >"$carry/apt.log" 2>&1 || { echo "failed (see $carry/apt.log)"; exit 1; }
+  echo done
+fi
+du -sh "$carry" .gl | sed 's/^/packed: /'
