@@ -19,7 +19,7 @@ pub fn start(mode: RendererMode) -> Result<(String, Option<String>), String> {
         surfaceless: None,
     })
     .map_err(|e| format!("starting the renderer: {e}"))?;
-    let description = format!("{:?} (no device served)", backend.info().kind);
+    let description = format!("{} (no device served)", backend.info());
     let gl_renderer = backend.info().gl_renderer.clone();
     // Kept, never torn down: the process ends with _exit or a signal.
     Box::leak(Box::new(backend));

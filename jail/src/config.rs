@@ -260,6 +260,13 @@ impl JailConfig {
                 OsString::from("LD_LIBRARY_PATH"),
                 OsString::from(NVIDIA_PATHS[0]),
             ));
+            // No shader cache on disk: the jail's root is read-only and empty, and the cache
+            // would have the driver probe and create directories (stat, mkdir) after the
+            // filter is on.
+            env.push((
+                OsString::from("__GL_SHADER_DISK_CACHE"),
+                OsString::from("0"),
+            ));
         }
         tree.extend(
             nodes
