@@ -44,6 +44,24 @@ for lib in $libs; do
   cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$carry/libs/"
 done
 
+# MESA=1: Debian's llvmpipe (Mesa's swrast driver, LLVM 15 and what they link that Ubuntu's
+# GPU image lacks) for the CPU comparison on the GPU host; about 30 MB compressed, cached.
+rm -f "$carry/mesa.tar.xz"
+if [ "${MESA:-0}" = 1 ]; then
+  mesa=.cache/mesa-llvmpipe.tar.xz
+  if [ ! -s "$mesa" ]; then
+    printf 'xz: Debian Mesa llvmpipe for the GPU host (a minute or two) ... '
+    l=usr/lib/x86_64-linux-gnu
+    tar -C / -cf - $l/dri/swrast_dri.so $l/libLLVM-15.so.1 $l/libEGL_mesa.so.0 $l/libglapi.so.0 \
+      $l/libz3.so.4 $l/libdrm_radeon.so.1 $l/libdrm_amdgpu.so.1 $l/libdrm_nouveau.so.2 \
+      $l/libdrm_intel.so.1 $l/libxcb-dri3.so.0 $l/libpciaccess.so.0 $l/libsensors.so.5 \
+      $l/libedit.so.2 usr/share/glvnd/egl_vendor.d/50_mesa.json | xz -T2 -6 >"$mesa.partial"
+    mv "$mesa.partial" "$mesa"
+    echo done
+  fi
+  cp "$mesa" "$carry/mesa.tar.xz"
+fi
+
 if ! ls .gl/libegl1_*.deb >/dev/null 2>&1; then
   printf 'apt: glvnd packages for the GPU host ... '
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'

@@ -10,7 +10,9 @@
 //!   and `glmark2.raygrec`, made by `scripts/record-guests.sh`];
 //! - `REPLAY_ROUNDS` [default 5]; `REPLAY_GPU`: a GPU node for the jailed replay (`--gpu`);
 //! - `RAYVMM_BIN` [default: `target/release/rayvmm`]; `BENCH_OUT` [default `target/bench`];
-//! - `REPLAY_LABEL`: a name for this configuration in the report files [default `llvmpipe`].
+//! - `REPLAY_LABEL`: a name for this configuration in the report files [default `llvmpipe`];
+//! - `REPLAY_TOLERANCE`, `REPLAY_OUTLIERS`: how frames are compared (`rayvmm replay
+//!   --tolerance/--outliers`) [default 0: pixel-exact, for recordings made on this renderer].
 //!
 //! Writes `replay-<label>.json` and `replay-<label>.md` to `BENCH_OUT`.
 //!
@@ -70,6 +72,8 @@ fn main() {
         for round in 0..rounds {
             let mut jailed_cmd = Command::new(&rayvmm);
             jailed_cmd.args(["replay", "--json"]).arg(recording);
+            jailed_cmd.args(["--tolerance", &env_or("REPLAY_TOLERANCE", "0")]);
+            jailed_cmd.args(["--outliers", &env_or("REPLAY_OUTLIERS", "0")]);
             if let Some(gpu) = &gpu {
                 jailed_cmd.args(["--gpu", gpu]);
             }
@@ -235,7 +239,8 @@ fn in_process(path: &Path) -> Value {
         },
         ReplayOptions {
             pace: Pace::Fast,
-            tolerance: 0,
+            tolerance: env_or("REPLAY_TOLERANCE", "0").parse().expect("REPLAY_TOLERANCE"),
+            outliers: env_or("REPLAY_OUTLIERS", "0").parse().expect("REPLAY_OUTLIERS"),
         },
     )
     .expect("the unjailed replay");

@@ -267,6 +267,13 @@ impl JailConfig {
                 OsString::from("__GL_SHADER_DISK_CACHE"),
                 OsString::from("0"),
             ));
+        } else if Path::new(MESA_EGL_VENDOR_FILE).is_file() {
+            // No NVIDIA GPU named: EGL must be Mesa's (llvmpipe, or the render node's driver),
+            // never another vendor's library that finds no device of its own and fails.
+            env.push((
+                OsString::from("__EGL_VENDOR_LIBRARY_FILENAMES"),
+                OsString::from(MESA_EGL_VENDOR_FILE),
+            ));
         }
         tree.extend(
             nodes
@@ -308,6 +315,9 @@ pub fn render_nodes(dir: &Path) -> Vec<PathBuf> {
     nodes.sort();
     nodes
 }
+
+/// Mesa's glvnd EGL vendor file.
+pub const MESA_EGL_VENDOR_FILE: &str = "/usr/share/glvnd/egl_vendor.d/50_mesa.json";
 
 /// NVIDIA's glvnd EGL vendor file: the distribution's copy where there is one, else the
 /// driver's own.
@@ -394,7 +404,7 @@ mod tests {
         let mentions_nvidia = config
             .env
             .iter()
-            .any(|(k, _)| k == "__EGL_VENDOR_LIBRARY_FILENAMES")
+            .any(|(_, v)| v.to_string_lossy().contains("nvidia"))
             || config
                 .tree
                 .iter()

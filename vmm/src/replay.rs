@@ -35,6 +35,10 @@ pub struct ReplayArgs {
     /// for the renderer that recorded; a few units across renderers).
     #[arg(long, default_value_t = 0)]
     pub tolerance: u8,
+    /// The fraction of a frame's pixels that may differ by more than --tolerance (0 to 1;
+    /// across renderers a few edge pixels round differently).
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub outliers: f64,
     /// The ray-gpu binary [default: next to rayvmm].
     #[arg(long = "ray-gpu", value_name = "PATH")]
     pub ray_gpu: Option<PathBuf>,
@@ -128,6 +132,7 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
             PaceArg::Recorded => Pace::Recorded,
         },
         tolerance: args.tolerance,
+        outliers: args.outliers,
     };
     let replayed = replay::replay(
         opened,
@@ -170,6 +175,14 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
         print!("{}", summary(&report, &renderer));
     }
     Ok(i32::from(!report.frames_match()))
+}
+
+/// A number from 0 to 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a fraction from 0 to 1")),
+    }
 }
 
 /// The display size the recorded guest had (rayvmm's Info record), else the default.
