@@ -52,7 +52,7 @@ if [ "${MESA:-0}" = 1 ]; then
   if [ ! -s "$mesa" ]; then
     printf 'xz: Debian Mesa llvmpipe for the GPU host (a minute or two) ... '
     l=usr/lib/x86_64-linux-gnu
-    tar -C / -cf - $l/dri/swrast_dri.so $l/libLLVM-15.so.1 $l/libEGL_mesa.so.0 $l/libglapi.so.0 \
+    tar -C / -chf - $l/dri/swrast_dri.so $l/libLLVM-15.so.1 $l/libEGL_mesa.so.0 $l/libglapi.so.0 \
       $l/libz3.so.4 $l/libdrm_radeon.so.1 $l/libdrm_amdgpu.so.1 $l/libdrm_nouveau.so.2 \
       $l/libdrm_intel.so.1 $l/libxcb-dri3.so.0 $l/libpciaccess.so.0 $l/libsensors.so.5 \
       $l/libedit.so.2 usr/share/glvnd/egl_vendor.d/50_mesa.json | xz -T2 -6 >"$mesa.partial"
@@ -60,6 +60,11 @@ if [ "${MESA:-0}" = 1 ]; then
     echo done
   fi
   cp "$mesa" "$carry/mesa.tar.xz"
+  # Mesa's EGL links the X11 and Wayland client libraries even when surfaceless.
+  for lib in libxcb-dri2.so.0 libxcb-randr.so.0 libxcb-xfixes.so.0 libwayland-client.so.0 \
+      libxcb-present.so.0 libxcb-sync.so.1 libxshmfence.so.1; do
+    cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$carry/libs/"
+  done
 fi
 
 if ! ls .gl/libegl1_*.deb >/dev/null 2>&1; then

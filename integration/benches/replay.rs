@@ -79,6 +79,12 @@ fn main() {
             }
             let mut unjailed_cmd = Command::new(&me);
             unjailed_cmd.arg("--in-process").arg(recording);
+            // The jail's GL environment (jail::default_env, and NVIDIA's cache switch): no
+            // shader cache on disk, so both sides compile their shaders, and what differs is
+            // the jail alone.
+            unjailed_cmd
+                .env("MESA_SHADER_CACHE_DISABLE", "true")
+                .env("__GL_SHADER_DISK_CACHE", "0");
             let order = [(true, &mut jailed_cmd), (false, &mut unjailed_cmd)];
             let order: Vec<_> = match round % 2 {
                 0 => order.into_iter().collect(),
