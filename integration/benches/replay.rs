@@ -245,8 +245,12 @@ fn in_process(path: &Path) -> Value {
         },
         ReplayOptions {
             pace: Pace::Fast,
-            tolerance: env_or("REPLAY_TOLERANCE", "0").parse().expect("REPLAY_TOLERANCE"),
-            outliers: env_or("REPLAY_OUTLIERS", "0").parse().expect("REPLAY_OUTLIERS"),
+            tolerance: env_or("REPLAY_TOLERANCE", "0")
+                .parse()
+                .expect("REPLAY_TOLERANCE"),
+            outliers: env_or("REPLAY_OUTLIERS", "0")
+                .parse()
+                .expect("REPLAY_OUTLIERS"),
         },
     )
     .expect("the unjailed replay");
