@@ -1,7 +1,9 @@
 //! Fault injection for the fault tests (probe builds only):
 //! `RAYOS_GPU_FAULT=segv|abort|hang|close-tube` makes the thread that serves the device crash,
 //! abort, spin for ever or close the control tube 5 seconds after the scanout first shows
-//! pixels, that is while the guest renders.
+//! pixels, that is while the guest renders. `balloon`, `threads` and `descriptors` make it take
+//! memory, threads or descriptors at that moment until the jail's limit refuses one, say where
+//! it was stopped, give everything back and serve on: the containment tests.
 
 use std::io::Write;
 use std::sync::mpsc;
@@ -20,6 +22,9 @@ enum Fault {
     Abort,
     Hang,
     CloseTube,
+    Balloon,
+    Threads,
+    Descriptors,
 }
 
 fn configured() -> Option<Fault> {
@@ -29,6 +34,9 @@ fn configured() -> Option<Fault> {
         "abort" => Some(Fault::Abort),
         "hang" => Some(Fault::Hang),
         "close-tube" => Some(Fault::CloseTube),
+        "balloon" => Some(Fault::Balloon),
+        "threads" => Some(Fault::Threads),
+        "descriptors" => Some(Fault::Descriptors),
         _ => None,
     })
 }
@@ -53,7 +61,83 @@ pub fn frame_shown() {
             std::hint::spin_loop();
         },
         Fault::CloseTube => close_tube_and_live_on(),
+        Fault::Balloon => say(&balloon()),
+        Fault::Threads => say(&thread_bomb()),
+        Fault::Descriptors => say(&descriptor_bomb()),
     }
+}
+
+/// One line on stderr, which rayvmm forwards to its log.
+fn say(what: &str) {
+    let _ = writeln!(std::io::stderr(), "ray-gpu: fault: {what}");
+}
+
+/// Maps 64 MiB of private writable memory at a time until the kernel refuses (RLIMIT_DATA),
+/// then unmaps it all.
+fn balloon() -> String {
+    const CHUNK: usize = 64 << 20;
+    let mut chunks = Vec::new();
+    let refused = loop {
+        // SAFETY: a new anonymous private mapping at an address the kernel picks: it aliases
+        // nothing; the result is checked before use, and it is unmapped below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                CHUNK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            break std::io::Error::last_os_error();
+        }
+        chunks.push(ptr);
+    };
+    let taken = chunks.len() * (CHUNK >> 20);
+    for ptr in chunks {
+        // SAFETY: unmaps exactly a mapping made above, which nothing else uses.
+        unsafe { libc::munmap(ptr, CHUNK) };
+    }
+    format!("memory refused after {taken} MiB more: {refused}")
+}
+
+/// Starts threads that wait until the kernel refuses one (RLIMIT_NPROC), then lets them end.
+fn thread_bomb() -> String {
+    let (release, released) = mpsc::channel::<()>();
+    let released = std::sync::Arc::new(std::sync::Mutex::new(released));
+    let mut threads = Vec::new();
+    let refused = loop {
+        let released = std::sync::Arc::clone(&released);
+        let started = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let _ = released.lock().map(|r| r.recv());
+            });
+        match started {
+            Ok(thread) => threads.push(thread),
+            Err(e) => break e,
+        }
+    };
+    let count = threads.len();
+    drop(release);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    format!("thread refused after {count} more: {refused}")
+}
+
+/// Opens the root directory until the kernel refuses (RLIMIT_NOFILE), then closes them all.
+fn descriptor_bomb() -> String {
+    let mut fds = Vec::new();
+    let refused = loop {
+        match std::fs::File::open("/") {
+            Ok(file) => fds.push(file),
+            Err(e) => break e,
+        }
+    };
+    format!("descriptor refused after {} more: {refused}", fds.len())
 }
 
 /// Says so on stderr, closes the control tube and lets the process live on, serving the

@@ -165,6 +165,7 @@ impl Backend {
             liveness: vmm::vm_config::DEFAULT_LIVENESS_TIMEOUT,
             record: None,
             gpu: None,
+            memory_limit: None,
         };
         let sink = events.clone();
         let gpu = JailedGpu::spawn_with_devices(

@@ -76,6 +76,8 @@ pub enum ConfigError {
     UnknownGpu(PathBuf),
     #[error("--gpu {0}: no such device node on this host")]
     MissingGpu(PathBuf),
+    #[error("invalid --gpu-memory-limit {0:?}: expected a size such as 512M or 8G, at least 64M")]
+    GpuMemoryLimit(String),
     #[error("--gpu needs the jailed ray-gpu backend (the reference backend is 2D only)")]
     GpuNeedsJailedGpu,
     #[error("--record needs the jailed ray-gpu backend (the reference backend records nothing)")]
@@ -283,6 +285,8 @@ pub struct RunOptions {
     #[serde(rename = "record-limit")]
     pub record_limit: Option<String>,
     pub gpu: Option<PathBuf>,
+    #[serde(rename = "gpu-memory-limit")]
+    pub gpu_memory_limit: Option<String>,
 }
 
 /// Command-line flags of `rayvmm run`.
@@ -360,6 +364,10 @@ pub struct RunArgs {
     /// software rendering with llvmpipe].
     #[arg(long, value_name = "PATH")]
     pub gpu: Option<PathBuf>,
+    /// The most private memory the GPU process may map (RLIMIT_DATA: 512M, 8G); past it its
+    /// allocations fail and it cannot grow [default: 8G].
+    #[arg(long = "gpu-memory-limit", value_name = "SIZE")]
+    pub gpu_memory_limit: Option<String>,
 }
 
 impl RunArgs {
@@ -390,6 +398,7 @@ impl RunArgs {
             record: self.record.clone(),
             record_limit: self.record_limit.clone(),
             gpu: self.gpu.clone(),
+            gpu_memory_limit: self.gpu_memory_limit.clone(),
         }
     }
 
@@ -442,6 +451,8 @@ pub struct RunConfig {
     pub record_limit: u64,
     /// The GPU to render on; `None`: software rendering.
     pub gpu: Option<PathBuf>,
+    /// The GPU process's RLIMIT_DATA in bytes; `None`: the jail's default.
+    pub gpu_memory_limit: Option<u64>,
 }
 
 impl RunOptions {
@@ -484,6 +495,7 @@ impl RunOptions {
             record: self.record.or(base.record),
             record_limit: self.record_limit.or(base.record_limit),
             gpu: self.gpu.or(base.gpu),
+            gpu_memory_limit: self.gpu_memory_limit.or(base.gpu_memory_limit),
         }
     }
 
@@ -540,6 +552,14 @@ impl RunOptions {
                 return Err(ConfigError::GpuNeedsJailedGpu);
             }
         }
+        let gpu_memory_limit = match &self.gpu_memory_limit {
+            Some(limit) => Some(
+                parse_memory_mib(limit)
+                    .map_err(|_| ConfigError::GpuMemoryLimit(limit.clone()))?
+                    .saturating_mul(1 << 20),
+            ),
+            None => None,
+        };
         let boot = self.boot_source()?;
         Ok(RunConfig {
             memory_mib,
@@ -559,6 +579,7 @@ impl RunOptions {
             record: self.record,
             record_limit,
             gpu: self.gpu,
+            gpu_memory_limit,
         })
     }
 

@@ -147,6 +147,8 @@ pub struct JailedGpuOptions<'a> {
     pub record: Option<RecordTo>,
     /// The GPU to render on (`--gpu`); `None`: software rendering, no GPU node in the jail.
     pub gpu: Option<std::path::PathBuf>,
+    /// RLIMIT_DATA for the process (`--gpu-memory-limit`); `None`: the jail's default.
+    pub memory_limit: Option<u64>,
 }
 
 impl JailedGpu {
@@ -184,6 +186,13 @@ impl JailedGpu {
         config.display = Some(options.display);
         config.ready_timeout = std::time::Duration::from_secs(60);
         config.required_gpu = options.gpu.clone().filter(|_| options.three_d);
+        if let Some(bytes) = options.memory_limit {
+            for limit in &mut config.jail.rlimits {
+                if limit.resource == jail::Resource::Data {
+                    (limit.soft, limit.hard) = (bytes, bytes);
+                }
+            }
+        }
         // Its log goes into a pipe that rayvmm reads with bounds: no host file open for
         // writing inside the jail.
         let (log_read, log_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
