@@ -3,7 +3,8 @@
 //! abort, spin for ever or close the control tube 5 seconds after the scanout first shows
 //! pixels, that is while the guest renders. `balloon`, `threads` and `descriptors` make it take
 //! memory, threads or descriptors at that moment until the jail's limit refuses one, say where
-//! it was stopped, give everything back and serve on: the containment tests.
+//! it was stopped, give everything back and serve on; `spin` starts threads that burn the CPU
+//! for 10 s: the containment tests.
 
 use std::io::Write;
 use std::sync::mpsc;
@@ -25,6 +26,7 @@ enum Fault {
     Balloon,
     Threads,
     Descriptors,
+    Spin,
 }
 
 fn configured() -> Option<Fault> {
@@ -37,6 +39,7 @@ fn configured() -> Option<Fault> {
         "balloon" => Some(Fault::Balloon),
         "threads" => Some(Fault::Threads),
         "descriptors" => Some(Fault::Descriptors),
+        "spin" => Some(Fault::Spin),
         _ => None,
     })
 }
@@ -64,7 +67,28 @@ pub fn frame_shown() {
         Fault::Balloon => say(&balloon()),
         Fault::Threads => say(&thread_bomb()),
         Fault::Descriptors => say(&descriptor_bomb()),
+        Fault::Spin => say(&spin()),
     }
+}
+
+/// Threads that burn the CPU for a while, beside the renderer.
+const SPINNERS: usize = 8;
+const SPIN_FOR: Duration = Duration::from_secs(10);
+
+/// Starts [`SPINNERS`] threads that spin for [`SPIN_FOR`] and end; returns at once.
+fn spin() -> String {
+    for _ in 0..SPINNERS {
+        let started = std::thread::Builder::new().stack_size(64 << 10).spawn(|| {
+            let until = Instant::now() + SPIN_FOR;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        });
+        if let Err(e) = started {
+            return format!("spinning: a thread was refused: {e}");
+        }
+    }
+    format!("spinning {SPINNERS} threads for {} s", SPIN_FOR.as_secs())
 }
 
 /// One line on stderr, which rayvmm forwards to its log.

@@ -101,3 +101,54 @@ fn gpu_process_that_opens_descriptors_is_stopped_at_its_descriptor_limit_and_the
     assert!((512..1024).contains(&more), "{more} descriptors");
     assert_eq!(done.result("kmscube_frames"), "900");
 }
+
+/// The nice value of every thread of process `pid` (field 19 of each task's stat).
+fn thread_nice_values(pid: u32) -> Vec<i64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let after_name = stat.rsplit_once(')')?.1;
+            after_name.split_whitespace().nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn gpu_process_spinning_eight_threads_at_nice_19_leaves_rayvmm_and_the_guest_running() {
+    let _turn = one_guest();
+    let dir = scratch_dir("containment-cpu");
+    let mut args = linux_args(&dir, "kmscube", true, FRAMES);
+    args.extend(
+        [
+            "--gpu-nice",
+            "19",
+            "--ray-gpu",
+            &integration::binaries::ray_gpu_probe().display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let mut run = Rayvmm::start_with_env(&args, &[("RAYOS_GPU_FAULT", "spin")]);
+    let gpu: u32 = run
+        .wait_for_log_word_after("(pid ", GUEST_TIMEOUT)
+        .and_then(|w| w.trim_end_matches([',', ')']).parse().ok())
+        .expect("ray-gpu's pid in rayvmm's log");
+    assert!(run.wait_for_serial("RAYOS-RESULT connector=", GUEST_TIMEOUT));
+    let nice = thread_nice_values(gpu);
+
+    let done = run.finish(GUEST_TIMEOUT);
+
+    assert_eq!(done.code, Some(0), "rayvmm log:\n{}", done.log);
+    assert!(
+        done.log
+            .contains("ray-gpu: fault: spinning 8 threads for 10 s"),
+        "{}",
+        done.log
+    );
+    assert!(
+        !nice.is_empty() && nice.iter().all(|&n| n == 19),
+        "{nice:?}"
+    );
+    assert_eq!(done.result("kmscube_frames"), "900");
+}

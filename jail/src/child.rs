@@ -202,6 +202,7 @@ fn perform(action: &Action) -> Result<(), i32> {
                 };
                 check(libc::setrlimit64(*resource, &limit) as _)
             }
+            Action::SetNice(nice) => check(libc::setpriority(libc::PRIO_PROCESS, 0, *nice) as _),
             Action::DropBoundingSet { last_cap } => {
                 for cap in 0..=*last_cap {
                     check(libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) as _)?;

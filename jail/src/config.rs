@@ -39,6 +39,9 @@ pub struct JailConfig {
     pub stderr: ChildStderr,
     /// How long the child may take from clone to exec before it is killed.
     pub exec_timeout: Duration,
+    /// The process's nice value (0 to 19): how much CPU its threads get against the host's
+    /// default-priority threads (QEMU's vCPUs, rayvmm) when the CPUs are contended.
+    pub nice: i32,
 }
 
 /// The host identity of the jailed process.
@@ -293,6 +296,7 @@ impl JailConfig {
             cgroup: None,
             stderr: ChildStderr::Null,
             exec_timeout: Duration::from_secs(10),
+            nice: 0,
         }
     }
 }

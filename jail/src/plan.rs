@@ -111,6 +111,7 @@ pub(super) enum Action {
         soft: u64,
         hard: u64,
     },
+    SetNice(i32),
     DropBoundingSet {
         last_cap: u32,
     },
@@ -203,6 +204,12 @@ impl Plan {
                     hard: limit.hard,
                 },
                 format!("setrlimit({})", limit.resource.name()),
+            );
+        }
+        if config.nice != 0 {
+            b.push(
+                Action::SetNice(config.nice),
+                format!("setpriority(PRIO_PROCESS, 0, {})", config.nice),
             );
         }
         b.privileges(host);
@@ -591,6 +598,27 @@ mod tests {
 
     fn descriptions(plan: &Plan) -> Vec<&str> {
         plan.steps.iter().map(|s| s.what.as_str()).collect()
+    }
+
+    #[test]
+    fn nice_is_set_after_the_limits_and_before_privileges_are_dropped() {
+        let mut config = config_with(vec![]);
+        config.nice = 10;
+
+        let plan = Plan::build(&config, &layout(), HOST).unwrap();
+
+        let nice = position(&plan, "setpriority(PRIO_PROCESS, 0, 10)");
+        assert!(position(&plan, "setrlimit") < nice);
+        assert!(nice < position(&plan, "prctl(PR_SET_NO_NEW_PRIVS)"));
+    }
+
+    #[test]
+    fn default_nice_adds_no_step() {
+        let plan = Plan::build(&config_with(vec![]), &layout(), HOST).unwrap();
+
+        assert!(!descriptions(&plan)
+            .iter()
+            .any(|d| d.starts_with("setpriority")));
     }
 
     #[test]

@@ -166,6 +166,7 @@ impl Backend {
             record: None,
             gpu: None,
             memory_limit: None,
+            nice: 0,
         };
         let sink = events.clone();
         let gpu = JailedGpu::spawn_with_devices(

@@ -76,6 +76,8 @@ pub enum ConfigError {
     UnknownGpu(PathBuf),
     #[error("--gpu {0}: no such device node on this host")]
     MissingGpu(PathBuf),
+    #[error("invalid --gpu-nice {0}: expected 0 to 19 (the GPU process may only be given less CPU weight, never more)")]
+    GpuNice(i32),
     #[error("invalid --gpu-memory-limit {0:?}: expected a size such as 512M or 8G, at least 64M")]
     GpuMemoryLimit(String),
     #[error("--gpu needs the jailed ray-gpu backend (the reference backend is 2D only)")]
@@ -287,6 +289,8 @@ pub struct RunOptions {
     pub gpu: Option<PathBuf>,
     #[serde(rename = "gpu-memory-limit")]
     pub gpu_memory_limit: Option<String>,
+    #[serde(rename = "gpu-nice")]
+    pub gpu_nice: Option<i32>,
 }
 
 /// Command-line flags of `rayvmm run`.
@@ -368,6 +372,10 @@ pub struct RunArgs {
     /// allocations fail and it cannot grow [default: 8G].
     #[arg(long = "gpu-memory-limit", value_name = "SIZE")]
     pub gpu_memory_limit: Option<String>,
+    /// The GPU process's nice value, 0 to 19: each step gives its threads 1/1.25 of the CPU
+    /// weight of QEMU's and rayvmm's when the CPUs are contended [default: 0].
+    #[arg(long = "gpu-nice", value_name = "N")]
+    pub gpu_nice: Option<i32>,
 }
 
 impl RunArgs {
@@ -399,6 +407,7 @@ impl RunArgs {
             record_limit: self.record_limit.clone(),
             gpu: self.gpu.clone(),
             gpu_memory_limit: self.gpu_memory_limit.clone(),
+            gpu_nice: self.gpu_nice,
         }
     }
 
@@ -453,6 +462,8 @@ pub struct RunConfig {
     pub gpu: Option<PathBuf>,
     /// The GPU process's RLIMIT_DATA in bytes; `None`: the jail's default.
     pub gpu_memory_limit: Option<u64>,
+    /// The GPU process's nice value.
+    pub gpu_nice: i32,
 }
 
 impl RunOptions {
@@ -496,6 +507,7 @@ impl RunOptions {
             record_limit: self.record_limit.or(base.record_limit),
             gpu: self.gpu.or(base.gpu),
             gpu_memory_limit: self.gpu_memory_limit.or(base.gpu_memory_limit),
+            gpu_nice: self.gpu_nice.or(base.gpu_nice),
         }
     }
 
@@ -560,6 +572,10 @@ impl RunOptions {
             ),
             None => None,
         };
+        let gpu_nice = self.gpu_nice.unwrap_or(0);
+        if !(0..=19).contains(&gpu_nice) {
+            return Err(ConfigError::GpuNice(gpu_nice));
+        }
         let boot = self.boot_source()?;
         Ok(RunConfig {
             memory_mib,
@@ -580,6 +596,7 @@ impl RunOptions {
             record_limit,
             gpu: self.gpu,
             gpu_memory_limit,
+            gpu_nice,
         })
     }
 

@@ -149,6 +149,8 @@ pub struct JailedGpuOptions<'a> {
     pub gpu: Option<std::path::PathBuf>,
     /// RLIMIT_DATA for the process (`--gpu-memory-limit`); `None`: the jail's default.
     pub memory_limit: Option<u64>,
+    /// The process's nice value (`--gpu-nice`).
+    pub nice: i32,
 }
 
 impl JailedGpu {
@@ -186,6 +188,7 @@ impl JailedGpu {
         config.display = Some(options.display);
         config.ready_timeout = std::time::Duration::from_secs(60);
         config.required_gpu = options.gpu.clone().filter(|_| options.three_d);
+        config.jail.nice = options.nice;
         if let Some(bytes) = options.memory_limit {
             for limit in &mut config.jail.rlimits {
                 if limit.resource == jail::Resource::Data {

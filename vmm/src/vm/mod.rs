@@ -285,6 +285,7 @@ fn spawn_gpu(
                 liveness: config.liveness_timeout,
                 gpu: config.gpu.clone(),
                 memory_limit: config.gpu_memory_limit,
+                nice: config.gpu_nice,
                 record: config.record.as_ref().map(|path| gpu::RecordTo {
                     path: path.clone(),
                     info: recording_info(config),
