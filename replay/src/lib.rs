@@ -137,6 +137,12 @@ pub struct ReplayReport {
     pub frames: Vec<FrameCheck>,
     /// The recording ended at a device reset; what followed was not replayed.
     pub stopped_at_reset: bool,
+    /// Microseconds between one presented frame (a completed RESOURCE_FLUSH) and the next:
+    /// the frame times a guest would see.
+    pub frame_intervals_us: Vec<u64>,
+    /// Microseconds from when each frame was due (its RESOURCE_FLUSH sent; at the recorded
+    /// pace, the moment the guest sent it) to its completion: how late frames were presented.
+    pub frame_latency_us: Vec<u64>,
 }
 
 impl ReplayReport {
@@ -229,6 +235,8 @@ pub fn replay<R: Read>(
         fps: 0.0,
         frames: Vec::new(),
         stopped_at_reset: false,
+        frame_intervals_us: Vec::new(),
+        frame_latency_us: Vec::new(),
     };
     let mut checking = Duration::ZERO;
     let started = Instant::now();
@@ -255,16 +263,15 @@ pub fn replay<R: Read>(
                 response_len,
                 request,
             } => {
+                let mut due = Instant::now();
                 if options.pace == Pace::Recorded {
                     let first = *first_at.get_or_insert(at_us);
-                    let due =
-                        started + checking + Duration::from_micros(at_us.saturating_sub(first));
+                    due = started + checking + Duration::from_micros(at_us.saturating_sub(first));
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
                 }
-                if command_type(&request) == Some(CMD_RESOURCE_FLUSH) {
-                    report.flushes += 1;
-                }
-                session.send(index, queue, &request, response_len)?;
+                let flush = command_type(&request) == Some(CMD_RESOURCE_FLUSH);
+                report.flushes += u64::from(flush);
+                session.send(index, queue, &request, response_len, flush.then_some(due))?;
                 report.commands += 1;
             }
             Record::Frame(frame) => {
@@ -292,6 +299,17 @@ pub fn replay<R: Read>(
     }
     session.drain(index)?;
     report.error_responses = session.errors;
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    report.frame_intervals_us = session
+        .presented
+        .windows(2)
+        .map(|w| micros(w[1].1 - w[0].1))
+        .collect();
+    report.frame_latency_us = session
+        .presented
+        .iter()
+        .map(|&(due, done)| micros(done.saturating_duration_since(due)))
+        .collect();
     report.seconds = (started.elapsed() - checking).as_secs_f64();
     report.fps = report.flushes as f64 / report.seconds.max(1e-9);
     Ok(report)
@@ -340,6 +358,8 @@ fn compare(
 /// A response slot and the staging bytes a chain in flight holds.
 struct InFlight {
     response: u64,
+    /// For a RESOURCE_FLUSH (its completion presents a frame): when it was due.
+    flush: Option<Instant>,
 }
 
 /// The frontend's side of one replay: connection, RAM, queues, staging allocator.
@@ -355,6 +375,9 @@ struct Session {
     event_idx: bool,
     /// Commands the device answered with an error.
     errors: u64,
+    /// When each RESOURCE_FLUSH was due (sent, or scheduled at the recorded pace) and when it
+    /// completed.
+    presented: Vec<(Instant, Instant)>,
 }
 
 impl Session {
@@ -453,6 +476,7 @@ impl Session {
             staging_next,
             event_idx: acked & VIRTIO_RING_F_EVENT_IDX != 0,
             errors: 0,
+            presented: Vec::new(),
         })
     }
 
@@ -463,6 +487,7 @@ impl Session {
         queue: Queue,
         request: &[u8],
         response_len: u32,
+        flush: Option<Instant>,
     ) -> Result<(), ReplayError> {
         let q = match queue {
             Queue::Control => 0,
@@ -494,6 +519,7 @@ impl Session {
             head,
             InFlight {
                 response: response_at,
+                flush,
             },
         );
         self.queues[q].notify()
@@ -506,6 +532,9 @@ impl Session {
                 let Some(done) = self.in_flight[q].remove(&used.head) else {
                     continue;
                 };
+                if let Some(due) = done.flush {
+                    self.presented.push((due, Instant::now()));
+                }
                 if used.len >= 4 {
                     let kind = self.ram.read(done.response, 4)?;
                     let kind = u32::from_le_bytes(kind.try_into().expect("four bytes"));
@@ -534,7 +563,12 @@ impl Session {
                 if spins.is_multiple_of(1024) && self.peer_gone() {
                     return Err(ReplayError::Disconnected(index));
                 }
-                std::thread::yield_now();
+                // A short wait is common (the device is on its way); past it, sleep rather
+                // than spin, so the replayer does not take the CPU the renderer needs.
+                match spins < 64 {
+                    true => std::thread::yield_now(),
+                    false => std::thread::sleep(Duration::from_micros(50)),
+                }
             }
         }
         Ok(())

@@ -53,6 +53,9 @@ pub struct ReplayArgs {
     /// with its arguments, then exit; for deriving policies).
     #[arg(long, value_enum, default_value_t = ActionArg::Kill)]
     pub action: ActionArg,
+    /// The GPU process's nice value, 0 to 19 (as `rayvmm run --gpu-nice`).
+    #[arg(long = "gpu-nice", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub gpu_nice: i32,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +101,7 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
     let devices: Vec<PathBuf> = args.gpu.iter().cloned().collect();
     let mut config = GpuSpawnConfig::new(&binary, &policy, &devices);
     config.action = args.action.into();
+    config.jail.nice = args.gpu_nice;
     config.renderer = match opened.preamble.features & VIRTIO_GPU_F_VIRGL {
         0 => RendererMode::TwoD,
         _ => RendererMode::Virgl,

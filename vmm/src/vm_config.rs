@@ -76,6 +76,10 @@ pub enum ConfigError {
     UnknownGpu(PathBuf),
     #[error("--gpu {0}: no such device node on this host")]
     MissingGpu(PathBuf),
+    #[error("invalid GPU share: {0}")]
+    GpuShare(String),
+    #[error("--gpu-nice sets what --gpu-weight and --gpu-priority decide: give one or the others")]
+    NiceAndShare,
     #[error("invalid --gpu-nice {0}: expected 0 to 19 (the GPU process may only be given less CPU weight, never more)")]
     GpuNice(i32),
     #[error("invalid --gpu-memory-limit {0:?}: expected a size such as 512M or 8G, at least 64M")]
@@ -291,6 +295,10 @@ pub struct RunOptions {
     pub gpu_memory_limit: Option<String>,
     #[serde(rename = "gpu-nice")]
     pub gpu_nice: Option<i32>,
+    #[serde(rename = "gpu-weight")]
+    pub gpu_weight: Option<u32>,
+    #[serde(rename = "gpu-priority")]
+    pub gpu_priority: Option<String>,
 }
 
 /// Command-line flags of `rayvmm run`.
@@ -376,6 +384,14 @@ pub struct RunArgs {
     /// weight of QEMU's and rayvmm's when the CPUs are contended [default: 0].
     #[arg(long = "gpu-nice", value_name = "N")]
     pub gpu_nice: Option<i32>,
+    /// This VM's share of the host's GPU against other VMs', 1 to 100 (the scheduler crate:
+    /// under llvmpipe, the GPU process's CPU weight) [default: 100].
+    #[arg(long = "gpu-weight", value_name = "1-100")]
+    pub gpu_weight: Option<u32>,
+    /// interactive, normal or batch: how this VM's GPU work ranks beside others' of the same
+    /// weight [default: interactive].
+    #[arg(long = "gpu-priority", value_name = "interactive|normal|batch")]
+    pub gpu_priority: Option<String>,
 }
 
 impl RunArgs {
@@ -408,6 +424,8 @@ impl RunArgs {
             gpu: self.gpu.clone(),
             gpu_memory_limit: self.gpu_memory_limit.clone(),
             gpu_nice: self.gpu_nice,
+            gpu_weight: self.gpu_weight,
+            gpu_priority: self.gpu_priority.clone(),
         }
     }
 
@@ -508,6 +526,8 @@ impl RunOptions {
             gpu: self.gpu.or(base.gpu),
             gpu_memory_limit: self.gpu_memory_limit.or(base.gpu_memory_limit),
             gpu_nice: self.gpu_nice.or(base.gpu_nice),
+            gpu_weight: self.gpu_weight.or(base.gpu_weight),
+            gpu_priority: self.gpu_priority.or(base.gpu_priority),
         }
     }
 
@@ -572,7 +592,28 @@ impl RunOptions {
             ),
             None => None,
         };
-        let gpu_nice = self.gpu_nice.unwrap_or(0);
+        let share = match (self.gpu_weight, &self.gpu_priority) {
+            (None, None) => None,
+            (weight, priority) => {
+                let priority = match priority {
+                    Some(p) => p
+                        .parse()
+                        .map_err(|e: scheduler::ShareError| ConfigError::GpuShare(e.to_string()))?,
+                    None => scheduler::Priority::Interactive,
+                };
+                let weight = weight.unwrap_or(scheduler::MAX_WEIGHT);
+                Some(
+                    scheduler::Share::new(weight, priority)
+                        .map_err(|e| ConfigError::GpuShare(e.to_string()))?,
+                )
+            }
+        };
+        let gpu_nice = match (self.gpu_nice, share) {
+            (Some(_), Some(_)) => return Err(ConfigError::NiceAndShare),
+            (Some(nice), None) => nice,
+            (None, Some(share)) => share.nice(),
+            (None, None) => 0,
+        };
         if !(0..=19).contains(&gpu_nice) {
             return Err(ConfigError::GpuNice(gpu_nice));
         }
@@ -836,6 +877,38 @@ mod tests {
                 port: 0
             })
         );
+    }
+
+    #[test]
+    fn gpu_weight_and_priority_become_the_gpu_process_nice_value() {
+        let options = RunOptions {
+            gpu_weight: Some(50),
+            gpu_priority: Some("batch".into()),
+            ..firmware_options()
+        };
+
+        assert_eq!(options.resolve().map(|c| c.gpu_nice), Ok(11));
+    }
+
+    #[test]
+    fn gpu_nice_with_a_gpu_weight_is_refused() {
+        let options = RunOptions {
+            gpu_nice: Some(3),
+            gpu_weight: Some(50),
+            ..firmware_options()
+        };
+
+        assert_eq!(options.resolve(), Err(ConfigError::NiceAndShare));
+    }
+
+    #[test]
+    fn gpu_nice_below_zero_is_refused() {
+        let options = RunOptions {
+            gpu_nice: Some(-5),
+            ..firmware_options()
+        };
+
+        assert_eq!(options.resolve(), Err(ConfigError::GpuNice(-5)));
     }
 
     #[test]
