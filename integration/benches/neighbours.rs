@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 use scheduler::{jain, min_over_max, Priority, Share};
 use serde_json::{json, Value};
 
+#[path = "report/mod.rs"]
+mod report;
+
 /// How often GPU time is sampled, and the fairness window.
 const SAMPLE: Duration = Duration::from_millis(100);
 const WINDOW: usize = 10;
@@ -118,17 +121,8 @@ fn main() {
     }
     let table = table(&report);
     print!("{table}");
-    let out = std::env::var("BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/bench"));
-    std::fs::create_dir_all(&out).expect("create the report directory");
     let json = json!({ "seconds": seconds, "scenarios": report });
-    std::fs::write(
-        out.join("neighbours.json"),
-        serde_json::to_string_pretty(&json).unwrap(),
-    )
-    .expect("write neighbours.json");
-    std::fs::write(out.join("neighbours.md"), &table).expect("write neighbours.md");
+    report::write(&root, "neighbours", &json, &table);
 }
 
 /// Runs every VM of a scenario for `length`, each replaying its recording again and again,

@@ -32,6 +32,9 @@ use replay::{Device, FrameSource, Pace, ReplayOptions};
 use serde_json::{json, Value};
 use vhost_user_device::DeviceHandle;
 
+#[path = "report/mod.rs"]
+mod report;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--in-process") {
@@ -125,16 +128,7 @@ fn main() {
     let report = json!({ "label": label, "rounds": rounds, "gpu": gpu, "results": results });
     let table = table(&report);
     print!("{table}");
-    let out = std::env::var("BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/bench"));
-    std::fs::create_dir_all(&out).expect("create the report directory");
-    std::fs::write(
-        out.join(format!("replay-{label}.json")),
-        serde_json::to_string_pretty(&report).unwrap(),
-    )
-    .expect("write the JSON report");
-    std::fs::write(out.join(format!("replay-{label}.md")), &table).expect("write the table");
+    report::write(&root, &format!("replay-{label}"), &report, &table);
 }
 
 fn env_or(name: &str, default: &str) -> String {
