@@ -6,6 +6,9 @@
 #     served unjailed in-process, interleaved rounds, ratios with targets;
 #  2. the isolation cost (cargo bench -p vmm --bench spawn): spawn-to-Ready time, RSS, PSS and
 #     open descriptors of the GPU process with 1, 2, 4 and 8 alive at once;
+#  2b. with the recorded guests (scripts/record-guests.sh; recorded when guests run): replays
+#     jailed against the same device unjailed (--bench replay), and the noisy-neighbour
+#     scenarios of several VMs on one GPU (--bench neighbours);
 #  3. guest frame rates on the jailed GPU (rayvmm + ray-gpu, VirGL over vhost-user) against
 #     QEMU's in-process virgl (guest/run-reference.sh gl: virtio-gpu-gl-pci, -display sdl,gl=on
 #     on a private Xvfb), same Linux guest image, same kernel arguments for the workload, runs
@@ -123,11 +126,14 @@ step host-packages bash scripts/setup-host.sh
 if [ "$guests" = 1 ]; then
   step guest-tools bash scripts/setup-guest-tools.sh
   step guest-image bash guest/build-linux-guest.sh
+  # The recorded guests the replay parts use (cached after the first time).
+  step recordings bash scripts/record-guests.sh
 fi
 step cargo-build cargo build --release -p vmm -p gpu-process
 # The benchmarks' own builds (the `bench` profile), so that their timed runs start at once.
 step cargo-build-data-plane cargo bench --no-run -p integration --bench jailed_gpu
 step cargo-build-isolation cargo bench --no-run -p vmm --bench spawn
+step cargo-build-replay cargo bench --no-run -p integration --bench replay --bench neighbours
 rayvmm=target/release/rayvmm
 image=.cache/guest/linux
 needed=("$rayvmm" target/release/ray-gpu)
@@ -179,10 +185,18 @@ quick_part() {
 }
 quick_part data-plane data_plane.md cargo bench -p integration --bench jailed_gpu
 quick_part isolation isolation.md cargo bench -p vmm --bench spawn
+# With the recorded guests: replays jailed against unjailed, and several VMs on one GPU.
+replays=0
+if [ -s .cache/recordings/kmscube.raygrec ] && [ -s .cache/recordings/glmark2.raygrec ]; then
+  replays=1
+  quick_part replay replay-llvmpipe.md cargo bench -p integration --bench replay
+  quick_part neighbours neighbours.md cargo bench -p integration --bench neighbours
+fi
 
 # summary: every table on stdout and in OUT/summary.md; exit 1 when a part failed.
 summary() {
   local parts=("$out/data_plane.md" "$out/isolation.md")
+  [ "$replays" = 0 ] || parts+=("$out/replay-llvmpipe.md" "$out/neighbours.md")
   [ "$guests" = 0 ] || parts+=("$out/bench.md")
   local f first=1
   for f in "${parts[@]}"; do
