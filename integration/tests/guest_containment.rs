@@ -116,14 +116,14 @@ fn thread_nice_values(pid: u32) -> Vec<i64> {
 }
 
 #[test]
-fn gpu_process_spinning_eight_threads_at_nice_19_leaves_rayvmm_and_the_guest_running() {
+fn gpu_process_spinning_eight_threads_at_nice_5_leaves_rayvmm_and_the_guest_running() {
     let _turn = one_guest();
     let dir = scratch_dir("containment-cpu");
     let mut args = linux_args(&dir, "kmscube", true, FRAMES);
     args.extend(
         [
             "--gpu-nice",
-            "19",
+            "5",
             "--ray-gpu",
             &integration::binaries::ray_gpu_probe().display().to_string(),
         ]
@@ -146,9 +146,6 @@ fn gpu_process_spinning_eight_threads_at_nice_19_leaves_rayvmm_and_the_guest_run
         "{}",
         done.log
     );
-    assert!(
-        !nice.is_empty() && nice.iter().all(|&n| n == 19),
-        "{nice:?}"
-    );
+    assert!(!nice.is_empty() && nice.iter().all(|&n| n == 5), "{nice:?}");
     assert_eq!(done.result("kmscube_frames"), "900");
 }
