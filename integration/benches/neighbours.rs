@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use scheduler::{jain, min_over_max, Priority, Share};
 use serde_json::{json, Value};
 
+#[path = "report/neighbours_plot.rs"]
+mod plot;
 #[path = "report/mod.rs"]
 mod report;
 
@@ -123,6 +125,11 @@ fn main() {
     print!("{table}");
     let json = json!({ "seconds": seconds, "scenarios": report });
     report::write(&root, "neighbours", &json, &table);
+    let png = report::out_dir(&root).join("neighbours.png");
+    match plot::gpu_time_panels(&report, &png) {
+        Ok(()) => println!("plot: {}", png.display()),
+        Err(e) => println!("plot not written: {e}"),
+    }
 }
 
 /// Runs every VM of a scenario for `length`, each replaying its recording again and again,
@@ -252,6 +259,11 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) ->
             let mut sorted = r.latency_us.clone();
             sorted.sort_unstable();
             let total: Duration = r.gpu_time.iter().sum();
+            let per_window: Vec<f64> = r
+                .gpu_time
+                .chunks_exact(WINDOW)
+                .map(|w| w.iter().sum::<Duration>().as_secs_f64())
+                .collect();
             json!({
                 "vm": vm.name,
                 "nice": vm.share.map_or(0, |s| s.nice()),
@@ -260,6 +272,7 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) ->
                 "late_ms_p99": percentile(&sorted, 0.99),
                 "late_ms_max": percentile(&sorted, 1.0),
                 "gpu_seconds": total.as_secs_f64(),
+                "gpu_seconds_per_window": per_window,
             })
         })
         .collect();
