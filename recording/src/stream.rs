@@ -275,18 +275,24 @@ mod tests {
         Ok(out)
     }
 
-    /// The same records, compressed, with a different End count.
-    fn file_with_end(records: &[Record], end: Record) -> Vec<u8> {
+    /// Raw record bytes behind a valid header, compressed: what a writer would make of them,
+    /// right or wrong.
+    fn compressed(raw: &[u8]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&[0; 6]);
+        let mut z = ZlibEncoder::new(out, Compression::fast());
+        z.write_all(raw).unwrap();
+        z.finish().unwrap()
+    }
+
+    /// The same records, compressed, with a different End count.
+    fn file_with_end(records: &[Record], end: Record) -> Vec<u8> {
         let mut raw = Vec::new();
         for record in records.iter().chain([&end]) {
             record.encode(&mut raw).unwrap();
         }
-        let mut z = ZlibEncoder::new(out, Compression::fast());
-        z.write_all(&raw).unwrap();
-        z.finish().unwrap()
+        compressed(&raw)
     }
 
     #[test]
@@ -334,12 +340,7 @@ mod tests {
     fn reader_rejects_file_without_end_record() {
         let mut raw = Vec::new();
         command(1).encode(&mut raw).unwrap();
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&[0; 6]);
-        let mut z = ZlibEncoder::new(out, Compression::fast());
-        z.write_all(&raw).unwrap();
-        let bytes = z.finish().unwrap();
+        let bytes = compressed(&raw);
 
         let err = read_all(&bytes).unwrap_err();
 
@@ -379,12 +380,7 @@ mod tests {
         let second = raw.len();
         command(2).encode(&mut raw).unwrap();
         raw[second + 5] = 7;
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&[0; 6]);
-        let mut z = ZlibEncoder::new(out, Compression::fast());
-        z.write_all(&raw).unwrap();
-        let bytes = z.finish().unwrap();
+        let bytes = compressed(&raw);
 
         let err = read_all(&bytes).unwrap_err();
 
