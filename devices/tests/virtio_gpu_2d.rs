@@ -465,6 +465,51 @@ fn frame_taken_in_step_holds_only_the_flushed_rectangle() {
 }
 
 #[test]
+fn frame_taken_into_a_buffer_is_written_at_its_start() {
+    let mut f = fixture();
+    f.shown_resource(1, &pattern());
+    f.flush(1, full());
+    let mut buffer = vec![0xaa; pattern().len() + 8];
+
+    let change = f.gpu.take_frame_into(0, 0, &mut buffer).unwrap();
+
+    let mut expected = pattern();
+    expected.chunks_exact_mut(4).for_each(|p| p[3] = 0xff);
+    expected.extend_from_slice(&[0xaa; 8]);
+    assert_eq!(
+        (change, buffer),
+        (
+            FrameChange::Pixels(FramePixels {
+                generation: f.gpu.frame_generation(0).unwrap(),
+                width: W,
+                height: H,
+                rect: full(),
+                pixels: (),
+            }),
+            expected
+        )
+    );
+}
+
+#[test]
+fn frame_too_large_for_the_buffer_is_refused_and_stays_pending() {
+    let mut f = fixture();
+    f.shown_resource(1, &pattern());
+    f.flush(1, full());
+    let mut small = vec![0; 16];
+    let needed = pattern().len() as u64;
+
+    let refused = f.gpu.take_frame_into(0, 0, &mut small);
+    let retried = f.gpu.take_frame(0, 0).unwrap();
+
+    assert!(matches!(
+        refused,
+        Err(GpuError::FrameBufferTooSmall { needed: n, capacity: 16 }) if n == needed
+    ));
+    assert!(matches!(retried, FrameChange::Pixels(frame) if frame.rect == full()));
+}
+
+#[test]
 fn frame_taken_without_a_flush_since_is_unchanged() {
     let mut f = fixture();
     f.shown_resource(1, &pattern());

@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
@@ -19,11 +18,13 @@ use control::messages::{
 };
 use control::tube::{Tube, TubeError};
 use devices::virtio_gpu::{
-    Backend, BackendConfig, CursorChange, DisplayMode, FrameChange, GpuConfig, Recorder,
+    Backend, BackendConfig, CursorChange, DisplayMode, FrameChange, GpuConfig, GpuError, Recorder,
     RendererChoice, VirtioGpu,
 };
 use nix::sys::stat::{fstat, SFlag};
 use vhost_user_device::DeviceHandle;
+
+use crate::frame_buffer::FrameBuffer;
 
 /// The virtio-gpu device, built and ready to serve its vhost-user socket.
 pub struct Device {
@@ -173,20 +174,19 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
                 new_buffer,
             } => {
                 if let Some(bytes) = new_buffer {
-                    match fds.take(0) {
-                        Ok(fd) => {
-                            frame_buffer = Some(FrameBuffer {
-                                file: std::fs::File::from(fd),
-                                bytes,
-                            })
-                        }
+                    let mapped = fds
+                        .take(0)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|fd| FrameBuffer::map(fd, bytes));
+                    match mapped {
+                        Ok(buffer) => frame_buffer = Some(buffer),
                         Err(err) => {
-                            tube.send(&FromGpu::Error(format!("frame buffer: {err}")))?;
+                            tube.send(&FromGpu::Error(format!("frame buffer: {err:#}")))?;
                             continue;
                         }
                     }
                 }
-                match frame(device, frame_buffer.as_ref(), since, cursor_since) {
+                match frame(device, &mut frame_buffer, since, cursor_since) {
                     Ok((frame, cursor, progress)) => {
                         tube.send(&FromGpu::Frame(frame, cursor, progress))?
                     }
@@ -205,36 +205,28 @@ pub fn serve_tube(tube: &Tube, device: Option<&DeviceHandle<VirtioGpu>>) -> Resu
     }
 }
 
-/// The supervisor's memfd that frames are written into, and its size.
-struct FrameBuffer {
-    file: std::fs::File,
-    bytes: u64,
-}
-
 /// Reads back what changed on scanout 0 since generation `since` (on the serving thread,
-/// between two requests) and writes it into `buffer`, and says what changed about the cursor
-/// since cursor generation `cursor_since`.
+/// between two requests) straight into `buffer`, and says what changed about the cursor
+/// since cursor generation `cursor_since`. The buffer travels to the serving thread and back.
 fn frame(
     device: Option<&DeviceHandle<VirtioGpu>>,
-    buffer: Option<&FrameBuffer>,
+    buffer: &mut Option<FrameBuffer>,
     since: u64,
     cursor_since: u64,
 ) -> Result<(FrameReply, CursorReply, DeviceProgress)> {
-    let (Some(device), Some(buffer)) = (device, buffer) else {
+    let (Some(device), Some(mut mapped)) = (device, buffer.take()) else {
         let idle = DeviceProgress::default();
         return Ok((FrameReply::NoBuffer, CursorReply::Unchanged, idle));
     };
-    let (change, cursor, progress) = device.with(move |gpu| {
+    let (change, cursor, progress, mapped) = device.with(move |gpu| {
         let progress = DeviceProgress {
             commands_answered: gpu.commands_answered(),
             fences_pending: gpu.pending_fences() as u64,
         };
-        (
-            gpu.take_frame(0, since),
-            gpu.take_cursor(cursor_since),
-            progress,
-        )
+        let change = gpu.take_frame_into(0, since, mapped.as_mut_slice());
+        (change, gpu.take_cursor(cursor_since), progress, mapped)
     })?;
+    *buffer = Some(mapped);
     let cursor = match cursor {
         CursorChange::Unchanged => CursorReply::Unchanged,
         CursorChange::Hidden { generation } => CursorReply::Hidden { generation },
@@ -253,7 +245,12 @@ fn frame(
             pixels: image.pixels,
         },
     };
-    let change = change?;
+    let change = match change {
+        Err(GpuError::FrameBufferTooSmall { needed, .. }) => {
+            return Ok((FrameReply::TooLarge { bytes: needed }, cursor, progress));
+        }
+        other => other?,
+    };
     #[cfg(feature = "probe")]
     if matches!(change, FrameChange::Pixels(_)) {
         // The fault strikes on the serving thread, as a crash of the renderer would.
@@ -262,27 +259,17 @@ fn frame(
     let frame = match change {
         FrameChange::Unchanged => FrameReply::Unchanged,
         FrameChange::Disabled { generation } => FrameReply::Disabled { generation },
-        FrameChange::Pixels(frame) => {
-            let bytes = frame.pixels.len() as u64;
-            if bytes > buffer.bytes {
-                return Ok((FrameReply::TooLarge { bytes }, cursor, progress));
-            }
-            buffer
-                .file
-                .write_all_at(&frame.pixels, 0)
-                .context("writing the frame")?;
-            FrameReply::Pixels {
-                generation: frame.generation,
-                width: frame.width,
-                height: frame.height,
-                rect: FrameRect {
-                    x: frame.rect.x,
-                    y: frame.rect.y,
-                    width: frame.rect.width,
-                    height: frame.rect.height,
-                },
-            }
-        }
+        FrameChange::Pixels(frame) => FrameReply::Pixels {
+            generation: frame.generation,
+            width: frame.width,
+            height: frame.height,
+            rect: FrameRect {
+                x: frame.rect.x,
+                y: frame.rect.y,
+                width: frame.rect.width,
+                height: frame.rect.height,
+            },
+        },
     };
     Ok((frame, cursor, progress))
 }

@@ -14,6 +14,7 @@ mod confine;
 mod device;
 #[cfg(feature = "probe")]
 mod fault;
+mod frame_buffer;
 mod logger;
 #[cfg(feature = "probe")]
 mod probe;

@@ -348,13 +348,24 @@ impl Backend {
             .map_err(GpuError::backend("TRANSFER_FROM_HOST_3D"))
     }
 
-    /// Reads `rect` of resource `id` (`resource_width` pixels wide, 4 bytes per pixel) as
-    /// tightly packed rows. The rectangle must lie inside the resource.
+    /// Reads `rect` of resource `id` (4 bytes per pixel) as tightly packed rows. The
+    /// rectangle must lie inside the resource.
     pub(crate) fn read_rect(&mut self, id: u32, rect: Rect) -> GpuResult<Vec<u8>> {
-        let row_bytes = rect.width as usize * 4;
-        let mut pixels = vec![0u8; row_bytes * rect.height as usize];
+        let mut pixels = vec![0u8; rect.width as usize * 4 * rect.height as usize];
+        self.read_rect_into(id, rect, &mut pixels)?;
+        Ok(pixels)
+    }
+
+    /// Reads `rect` of resource `id` into `pixels`, which holds exactly its tightly packed
+    /// rows (`rect.width * 4` bytes each).
+    pub(crate) fn read_rect_into(
+        &mut self,
+        id: u32,
+        rect: Rect,
+        pixels: &mut [u8],
+    ) -> GpuResult<()> {
         if pixels.is_empty() {
-            return Ok(pixels);
+            return Ok(());
         }
         match self.info.kind {
             RendererKind::Virgl => {
@@ -363,9 +374,8 @@ impl Backend {
                     ..Transfer3D::new_2d(rect.x, rect.y, rect.width, rect.height)
                 };
                 self.rutabaga
-                    .transfer_read(0, id, transfer, Some(IoSliceMut::new(&mut pixels)))
-                    .map_err(GpuError::backend("read pixels"))?;
-                Ok(pixels)
+                    .transfer_read(0, id, transfer, Some(IoSliceMut::new(pixels)))
+                    .map_err(GpuError::backend("read pixels"))
             }
             RendererKind::TwoD => self.read_rect_2d(id, rect, pixels),
         }
@@ -373,22 +383,19 @@ impl Backend {
 
     /// The 2D component writes the rectangle at `y * stride + x * 4` of the destination, so
     /// rows are read one at a time with a zero stride into a window that starts `x * 4` bytes
-    /// before the row's place, then the leading `x * 4` bytes are dropped.
-    fn read_rect_2d(&mut self, id: u32, rect: Rect, mut pixels: Vec<u8>) -> GpuResult<Vec<u8>> {
+    /// before the row's place, then copied out without the leading `x * 4` bytes.
+    fn read_rect_2d(&mut self, id: u32, rect: Rect, pixels: &mut [u8]) -> GpuResult<()> {
         let row_bytes = rect.width as usize * 4;
         let lead = rect.x as usize * 4;
-        let mut padded = vec![0u8; lead];
-        padded.append(&mut pixels);
-        for row in 0..rect.height {
-            let start = row as usize * row_bytes;
-            let window = &mut padded[start..start + lead + row_bytes];
+        let mut window = vec![0u8; lead + row_bytes];
+        for (row, out) in (0..rect.height).zip(pixels.chunks_exact_mut(row_bytes)) {
             let transfer = Transfer3D::new_2d(rect.x, rect.y + row, rect.width, 1);
             self.rutabaga
-                .transfer_read(0, id, transfer, Some(IoSliceMut::new(window)))
+                .transfer_read(0, id, transfer, Some(IoSliceMut::new(&mut window)))
                 .map_err(GpuError::backend("read pixels"))?;
+            out.copy_from_slice(&window[lead..]);
         }
-        padded.drain(..lead);
-        Ok(padded)
+        Ok(())
     }
 
     pub(crate) fn create_context(

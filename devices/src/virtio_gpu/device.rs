@@ -1343,6 +1343,45 @@ impl VirtioGpu {
     /// the last frame handed out gets the rectangle flushed since; any other gets the whole
     /// frame.
     pub fn take_frame(&mut self, scanout_id: u32, since: u64) -> GpuResult<FrameChange> {
+        self.read_frame(scanout_id, since, |backend, resource_id, rect, format| {
+            let mut pixels = backend.read_rect(resource_id, rect)?;
+            to_bgra(format, &mut pixels);
+            Ok(pixels)
+        })
+    }
+
+    /// As [`VirtioGpu::take_frame`], but the changed pixels are read straight into `dest`
+    /// (rows of `rect.width * 4` bytes from its start), a buffer the consumer keeps and
+    /// shares: no allocation and no copy on the thread that serves the device. A change that
+    /// does not fit is `GpuError::FrameBufferTooSmall`, and stays pending.
+    pub fn take_frame_into(
+        &mut self,
+        scanout_id: u32,
+        since: u64,
+        dest: &mut [u8],
+    ) -> GpuResult<FrameChange<()>> {
+        self.read_frame(scanout_id, since, |backend, resource_id, rect, format| {
+            let needed = u64::from(rect.width) * u64::from(rect.height) * 4;
+            let capacity = dest.len() as u64;
+            let part = usize::try_from(needed)
+                .ok()
+                .and_then(|needed| dest.get_mut(..needed))
+                .ok_or(GpuError::FrameBufferTooSmall { needed, capacity })?;
+            backend.read_rect_into(resource_id, rect, part)?;
+            to_bgra(format, part);
+            Ok(())
+        })
+    }
+
+    /// The common part of taking a frame: decides what the consumer lacks, reads it with
+    /// `read` (given the resource, the rectangle in it and its format) and marks it
+    /// delivered.
+    fn read_frame<P>(
+        &mut self,
+        scanout_id: u32,
+        since: u64,
+        read: impl FnOnce(&mut Backend, u32, Rect, u32) -> GpuResult<P>,
+    ) -> GpuResult<FrameChange<P>> {
         let index = self.scanout_index(scanout_id)?;
         let scanout = self.scanouts[index];
         if since == self.frames[index].generation() {
@@ -1356,14 +1395,13 @@ impl VirtioGpu {
         let Some(rect) = self.frames[index].stale_part(since, width, height) else {
             return Ok(FrameChange::Unchanged);
         };
-        let format = self.resources.get(scanout.resource_id)?.format;
         let in_resource = Rect {
             x: scanout.rect.x + rect.x,
             y: scanout.rect.y + rect.y,
             ..rect
         };
-        let mut pixels = self.backend.read_rect(scanout.resource_id, in_resource)?;
-        to_bgra(format, &mut pixels);
+        let format = self.resources.get(scanout.resource_id)?.format;
+        let pixels = read(&mut self.backend, scanout.resource_id, in_resource, format)?;
         let generation = self.frames[index].delivered();
         Ok(FrameChange::Pixels(FramePixels {
             generation,

@@ -69,6 +69,11 @@ pub enum GpuError {
     /// The command needs something this device or its backend does not provide.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    /// A consumer's frame buffer cannot hold the changed part of a frame.
+    #[error(
+        "the changed part of the frame needs {needed} bytes; the frame buffer holds {capacity}"
+    )]
+    FrameBufferTooSmall { needed: u64, capacity: u64 },
     /// The renderer refused the command.
     #[error("renderer error in {op}: {source}")]
     Backend {
@@ -93,9 +98,9 @@ impl GpuError {
             GpuError::ZeroResourceId
             | GpuError::UnknownResource(_)
             | GpuError::ResourceIdInUse(_) => RESP_ERR_INVALID_RESOURCE_ID,
-            GpuError::TooManyResources(_) | GpuError::HostMemoryLimit { .. } => {
-                RESP_ERR_OUT_OF_MEMORY
-            }
+            GpuError::TooManyResources(_)
+            | GpuError::HostMemoryLimit { .. }
+            | GpuError::FrameBufferTooSmall { .. } => RESP_ERR_OUT_OF_MEMORY,
             GpuError::UnknownContext(_) | GpuError::ContextIdInUse(_) => {
                 RESP_ERR_INVALID_CONTEXT_ID
             }

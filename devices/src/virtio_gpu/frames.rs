@@ -9,20 +9,22 @@
 use super::protocol::Rect;
 use super::sink::CursorImage;
 
-/// What changed on a scanout since the generation a consumer last saw.
+/// What changed on a scanout since the generation a consumer last saw. `P` holds the
+/// pixels: a vector of them, or `()` when they went into the consumer's own buffer
+/// ([`super::VirtioGpu::take_frame_into`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FrameChange {
+pub enum FrameChange<P = Vec<u8>> {
     /// Nothing: the consumer is up to date.
     Unchanged,
     /// The scanout shows nothing (now at `generation`).
     Disabled { generation: u64 },
     /// Part of a `width` x `height` frame changed.
-    Pixels(FramePixels),
+    Pixels(FramePixels<P>),
 }
 
 /// Changed pixels of a scanout.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FramePixels {
+pub struct FramePixels<P = Vec<u8>> {
     /// The generation these pixels bring the consumer to.
     pub generation: u64,
     /// The scanout's size.
@@ -31,7 +33,7 @@ pub struct FramePixels {
     /// The part that changed, in scanout coordinates, inside `width` x `height`.
     pub rect: Rect,
     /// `rect.width * rect.height` pixels, rows of `rect.width * 4` bytes, B, G, R, X in memory.
-    pub pixels: Vec<u8>,
+    pub pixels: P,
 }
 
 /// What changed about the cursor since the generation a consumer last saw.
