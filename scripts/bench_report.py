@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
-"""Statistics, markdown table, JSON and plot for scripts/bench.sh (standard library only;
-matplotlib only if it is already importable).
+"""Statistics, markdown table, JSON and plot for scripts/bench.sh (standard library only).
 
 Reads OUT/runs.tsv (one row per guest run, written by bench.sh) and OUT/commands.tsv (variant,
-command line), prints the markdown report on stdout and writes OUT/bench.md, OUT/bench.json and,
-when matplotlib can be imported, OUT/bench.png.
+command line), prints the markdown report on stdout and writes OUT/bench.md, OUT/bench.json and
+OUT/bench.png.
 """
 import argparse
 import csv
@@ -12,6 +11,8 @@ import json
 import os
 import statistics
 import sys
+
+import png_plot
 
 VARIANTS = ["jailed-kmscube", "in-process-kmscube", "jailed-glmark2", "in-process-glmark2"]
 WORKLOADS = {"kmscube": "kmscube_fps", "glmark2": "glmark2_score"}
@@ -28,6 +29,43 @@ def fmt(v, metric):
     if metric == "glmark2_score":
         return f"{v:.0f}" if v == int(v) else f"{v:.1f}"
     return f"{v:.1f}"
+
+
+def plot(path, runs, variants, ratios, rounds):
+    """One panel per workload: every run's value as a dot (labelled with its round) and the
+    median as a bar, jailed beside in-process, the ratio in the title."""
+    panel_w, panel_h, margin, top = 320, 240, 50, 40
+    canvas = png_plot.Canvas(len(WORKLOADS) * (panel_w + margin) + margin, panel_h + top + 50)
+    canvas.text(margin, 8, f"guest benchmark, {rounds} interleaved round(s): "
+                "dot = run (round number), bar = median")
+    for index, (workload, metric) in enumerate(WORKLOADS.items()):
+        left = margin + index * (panel_w + margin)
+        names = [f"jailed-{workload}", f"in-process-{workload}"]
+        values = [r["value"] for r in runs if r["variant"] in names and r["ok"]]
+        high = max(values) * 1.1 if values else 1.0
+        canvas.frame(left, top, panel_w, panel_h)
+        q = ratios[workload]["jailed_over_in_process"]
+        title = f"{workload}: jailed/in-process {q:.2f}" if q is not None else workload
+        canvas.text(left, top - 12, title)
+        canvas.text(left - 44, top - 3, fmt(high, metric))
+        canvas.text(left - 12, top + panel_h - 7, "0")
+        canvas.text(left + 4, top + panel_h + 22, metric)
+        for x_index, name in enumerate(names):
+            x = left + panel_w * (2 * x_index + 1) // 4
+            canvas.text(x - 3 * png_plot.CHAR_W * len(label(name)) // 6, top + panel_h + 6,
+                        label(name))
+            median = variants[name]["median"]
+            if median is not None:
+                y = png_plot.scale(median, high, 0, top + 1, panel_h - 2)
+                canvas.line((x - 30, y), (x + 30, y), png_plot.BLACK)
+                canvas.text(x + 34, y - 3, fmt(median, metric))
+            for run in runs:
+                if run["variant"] == name and run["ok"]:
+                    y = png_plot.scale(run["value"], high, 0, top + 1, panel_h - 2)
+                    dot_x = x - 52 + 10 * run["round"]
+                    canvas.dot(dot_x, y, (40, 90, 200), radius=2)
+                    canvas.text(dot_x - 2, y - 12, run["round"])
+    canvas.save(path)
 
 
 def read_tsv(path):
@@ -138,39 +176,8 @@ def main():
 
     # --- Plot ---------------------------------------------------------------------------------
     png = os.path.join(a.out, "bench.png")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception as e:  # ImportError, or a broken install
-        plot_line = f"plot skipped: python3 cannot import matplotlib ({e})"
-        png = None
-    else:
-        fig, axes = plt.subplots(1, len(WORKLOADS), figsize=(10, 4.5))
-        for ax, (w, metric) in zip(axes, WORKLOADS.items()):
-            names = [f"jailed-{w}", f"in-process-{w}"]
-            for x, v in enumerate(names):
-                pts = [(r["round"], r["value"]) for r in runs if r["variant"] == v and r["ok"]]
-                ax.scatter([x] * len(pts), [p[1] for p in pts], zorder=3)
-                for rnd, val in pts:
-                    ax.annotate(str(rnd), (x, val), textcoords="offset points", xytext=(6, -3),
-                                fontsize=8)
-                med = variants[v]["median"]
-                if med is not None:
-                    ax.hlines(med, x - 0.25, x + 0.25, colors="black", zorder=2)
-            ax.set_xticks(range(len(names)))
-            ax.set_xticklabels([label(v) for v in names])
-            ax.set_xlim(-0.6, len(names) - 0.4)
-            ax.set_ylim(bottom=0)
-            ax.set_ylabel(metric)
-            ax.grid(axis="y", alpha=0.3)
-            q = ratios[w]["jailed_over_in_process"]
-            ax.set_title(f"{w}: jailed / in-process = {q:.2f}" if q is not None else w)
-        fig.suptitle(f"per-run values (label: round), bar: median; {a.rounds} round(s)")
-        fig.tight_layout()
-        fig.savefig(png, dpi=100)
-        plt.close(fig)
-        plot_line = f"plot: `{png}`"
+    plot(png, runs, variants, ratios, a.rounds)
+    plot_line = f"plot: `{png}` (per-run values, numbered by round; bar: median)"
     md.append(plot_line)
 
     text = "\n".join(md) + "\n"

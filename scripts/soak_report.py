@@ -5,59 +5,37 @@ only: matplotlib is not installed on these machines).
 usage: soak_report.py SOAK.csv OUT.png OUT.md ROUNDS EXIT_CODE DONE_LINE
 """
 import csv
-import struct
 import sys
-import zlib
+
+import png_plot
 
 WARM_UP_MINUTES = 3
 SERIES = [("rayvmm", (200, 60, 60)), ("qemu", (60, 120, 200)), ("gpu", (40, 150, 60))]
 
 
-def png(path, width, height, pixels):
-    """Writes an RGB image given as rows of (r, g, b) tuples."""
-    raw = b"".join(b"\0" + bytes(c for px in row for c in px) for row in pixels)
-
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header))
-        f.write(chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-
-
 def plot(path, minutes, panels):
     """Two panels (memory, descriptors) of one line per process over the minutes."""
     width, panel_h, margin = 640, 200, 20
-    height = len(panels) * (panel_h + margin) + margin
-    img = [[(255, 255, 255)] * width for _ in range(height)]
+    canvas = png_plot.Canvas(width, len(panels) * (panel_h + margin) + margin)
+    span = max(len(minutes) - 1, 1)
     for index, series in enumerate(panels):
         top = margin + index * (panel_h + margin)
         values = [v for _, points, _ in series for v in points if v is not None]
         low, high = (min(values), max(values)) if values else (0, 1)
         high = max(high, low + 1)
-        for x in range(margin, width - margin):  # frame
-            img[top][x] = img[top + panel_h - 1][x] = (180, 180, 180)
-        for y in range(top, top + panel_h):
-            img[y][margin] = img[y][width - margin - 1] = (180, 180, 180)
-        span = max(len(minutes) - 1, 1)
+        canvas.frame(margin, top, width - 2 * margin, panel_h)
         for _, points, colour in series:
             last = None
             for i, v in enumerate(points):
                 if v is None:
                     last = None
                     continue
-                x = margin + round(i * (width - 2 * margin - 1) / span)
-                y = top + panel_h - 2 - round((v - low) * (panel_h - 4) / (high - low))
+                x = png_plot.scale(i, 0, span, margin, width - 2 * margin)
+                y = png_plot.scale(v, high, low, top + 1, panel_h - 2)
                 if last:
-                    steps = max(abs(x - last[0]), abs(y - last[1]), 1)
-                    for s in range(steps + 1):
-                        px = last[0] + (x - last[0]) * s // steps
-                        py = last[1] + (y - last[1]) * s // steps
-                        img[py][px] = colour
+                    canvas.line(last, (x, y), colour)
                 last = (x, y)
-    png(path, width, height, img)
+    canvas.save(path)
 
 
 def main():
