@@ -105,7 +105,7 @@ fi
 report=(perf report -i "$data" --stdio --no-children)
 "${report[@]}" --sort comm,dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' >"$out/threads.txt"
 "${report[@]}" --sort comm,sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' |
-  head -n 80 >"$out/symbols.txt"
+  sed -n "1,80p" >"$out/symbols.txt"
 "${report[@]}" --sort sym -g caller,2,callee --percent-limit 2 2>/dev/null >"$out/callers.txt"
 samples=$(perf report -i "$data" --stdio -n --sort comm -g none 2>/dev/null |
   awk '!/^#/ && NF >= 3 { n += $2 } END { print n + 0 }')
@@ -116,5 +116,5 @@ what=$target
 echo "profile of $what: $samples samples at $rate Hz over $seconds s = $busy busy cores"
 echo "threads (share of samples):"
 perf report -i "$data" --stdio --no-children --sort comm -g none 2>/dev/null | grep -v '^#' |
-  grep -v '^$' | head -n 12 | sed 's/^/  /'
+  grep -v "^$" | sed -n "1,12s/^/  /p"
 echo "details: $out/threads.txt, $out/symbols.txt, $out/callers.txt"
