@@ -3,7 +3,8 @@
 # with a VNC viewer (guest/vnc-watch.py) asking for updates back to back while kmscube runs,
 # rounds
 # interleaved (TCG timings vary run to run). Prints the guest's kmscube fps for each run, the
-# viewer's updates per second, and the medians.
+# viewer's updates and frames per second (frames: updates with pixels, from the first to the
+# last), and the medians.
 #
 #   guest/measure-vnc.sh [ROUNDS] [FRAMES]      default 3 rounds of 1200 frames
 set -euo pipefail
@@ -62,9 +63,13 @@ for r in $(seq "$rounds"); do
     run "$variant" | tee -a "$results"
   done
 done
-echo "----- median kmscube fps over $rounds rounds"
-for variant in unwatched watched; do
-  grep "^$variant " "$results" | sed -n 's/.*kmscube_fps=\([0-9][0-9.]*\).*/\1/p' | sort -n |
-    awk -v v="$variant" '{ a[NR] = $1 } END { if (NR) printf "%-10s %.1f (%.1f-%.1f)\n", v,
+# median NAME KEY PATTERN: the median (min-max) of KEY over the result lines matching PATTERN.
+median() {
+  grep "$3" "$results" | sed -n "s/.*$2=\([0-9][0-9.]*\).*/\1/p" | sort -n |
+    awk -v v="$1" '{ a[NR] = $1 } END { if (NR) printf "%-28s %.1f (%.1f-%.1f)\n", v,
       (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, a[1], a[NR] }'
-done
+}
+echo "----- medians over $rounds rounds"
+median "kmscube fps, unwatched" kmscube_fps "^unwatched "
+median "kmscube fps, watched" kmscube_fps "^watched "
+median "VNC frames/s while it draws" vnc_frames_per_s "^watched "

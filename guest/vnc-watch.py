@@ -7,7 +7,11 @@ Raw encoding; Python's standard library only.
     vnc-watch.py HOST PORT SECONDS
 
 Stops after SECONDS, at SIGTERM or SIGINT, or when the server goes, and then prints one line:
-vnc_updates=N vnc_bytes=B vnc_seconds=S vnc_updates_per_s=R
+vnc_updates=N vnc_bytes=B vnc_seconds=S vnc_updates_per_s=R vnc_frames=F vnc_frame_seconds=T
+vnc_frames_per_s=P
+where the frames are the updates that carried pixels, and T runs from the first of them to the
+last: the rate while the screen changes, without the wait before the first change and after
+the last (a guest that stops drawing and powers off).
 """
 import signal
 import socket
@@ -77,7 +81,8 @@ def main():
     signal.signal(signal.SIGINT, stop)
     sock = socket.create_connection((host, port))
     width, height, bytes_per_pixel = handshake(sock)
-    updates = total = 0
+    updates = total = frames = 0
+    first = last = None
     incremental = 0
     start = time.monotonic()
     try:
@@ -88,11 +93,19 @@ def main():
             width, height = size or (width, height)
             updates += 1
             total += received
+            if received:
+                frames += 1
+                last = time.monotonic()
+                first = first or last
     except (Stop, OSError):
         pass
     elapsed = time.monotonic() - start
+    changing = (last - first) if frames > 1 else 0.0
+    # Frames after the first, over the time they took.
+    rate = (frames - 1) / changing if changing > 0 else 0.0
     print(f"vnc_updates={updates} vnc_bytes={total} vnc_seconds={elapsed:.1f} "
-          f"vnc_updates_per_s={updates / elapsed:.1f}", flush=True)
+          f"vnc_updates_per_s={updates / elapsed:.1f} vnc_frames={frames} "
+          f"vnc_frame_seconds={changing:.1f} vnc_frames_per_s={rate:.1f}", flush=True)
 
 
 if __name__ == "__main__":

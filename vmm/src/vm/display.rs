@@ -6,7 +6,7 @@
 
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,10 @@ const TUBE_CLOSED_GRACE: Duration = Duration::from_secs(1);
 /// (`GUI_REFRESH_INTERVAL_DEFAULT`), so a frame more often than that is never shown, and
 /// every frame costs a readback in the GPU process and a composite on QEMU's main thread.
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(30);
+
+/// Shortest time between two frame requests when a consumer (a VNC viewer) asks for a newer
+/// frame before the next refresh: at most 60 frames a second are read back.
+pub const MIN_FRAME_INTERVAL: Duration = Duration::from_micros(16_667);
 
 /// `RAYOS_FRAME_INTERVAL_MS`, for measuring what the display path costs a guest (10 ms to
 /// 10 s); [`FRAME_INTERVAL`] otherwise.
@@ -68,6 +72,18 @@ impl ScanoutCopy {
         }
     }
 
+    /// The rows of `rect`, which the caller checked lies inside the copy.
+    fn rect_pixels(&self, rect: FrameRect) -> Vec<u8> {
+        let row = rect.width as usize * 4;
+        let stride = self.width as usize * 4;
+        let mut pixels = Vec::with_capacity(row * rect.height as usize);
+        for y in rect.y..rect.y + rect.height {
+            let at = y as usize * stride + rect.x as usize * 4;
+            pixels.extend_from_slice(&self.pixels[at..at + row]);
+        }
+        pixels
+    }
+
     /// As an RGB image.
     pub fn to_frame(&self) -> Result<Frame, String> {
         Frame::from_xrgb8888(
@@ -86,6 +102,37 @@ struct Shared {
     latest: Mutex<Option<Arc<ScanoutCopy>>>,
     display: Mutex<Option<PendingDisplay>>,
     stop: AtomicBool,
+    /// A consumer has the latest frame and wants a newer one before the next refresh.
+    wanted: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Shared {
+    /// Asks the pump for a newer frame than the latest, now rather than at the next refresh.
+    fn want(&self) {
+        *lock(&self.wanted) = true;
+        self.wake.notify_one();
+    }
+
+    /// Waits until the next frame request is due: `interval` after `started`, or earlier
+    /// when a consumer wants a newer frame, but never less than [`MIN_FRAME_INTERVAL`].
+    fn wait_for_next_request(&self, started: Instant, interval: Duration) {
+        std::thread::sleep(MIN_FRAME_INTERVAL.saturating_sub(started.elapsed()));
+        let deadline = started + interval;
+        let mut wanted = lock(&self.wanted);
+        while !*wanted && !self.stop.load(Ordering::Acquire) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            wanted = self
+                .wake
+                .wait_timeout(wanted, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        *wanted = false;
+    }
 }
 
 /// QEMU's display socket, until the pump takes it over.
@@ -142,11 +189,19 @@ impl FramePump {
         let shared = Arc::clone(&self.shared);
         move || lock(&shared.latest).clone()
     }
+
+    /// A function a consumer that has the newest frame calls to have the next one taken
+    /// now instead of at the next display refresh (a VNC viewer waiting for a frame).
+    pub fn demand(&self) -> impl Fn() + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.want()
+    }
 }
 
 impl Drop for FramePump {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
+        self.shared.want();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -168,6 +223,9 @@ struct Pump {
     display: Option<DisplaySocket>,
     /// The display was attached and has not been shown the current copy yet.
     announce: bool,
+    /// The part of the copy changed since the last update QEMU's display was sent, held
+    /// while an update was in flight, and whether the scanout's size changed meanwhile.
+    display_held: Option<(FrameRect, bool)>,
     failures: u32,
     /// The cursor generation rayvmm last got.
     cursor_since: u64,
@@ -222,6 +280,7 @@ fn pump(
         copy: None,
         display: None,
         announce: false,
+        display_held: None,
         failures: 0,
         cursor_since: 0,
     };
@@ -240,79 +299,75 @@ fn pump(
             }
         }
         state.show_pending();
-        // At most one update in flight toward QEMU: while it is being written, the next
-        // request waits, and then brings everything flushed since (newest content wins).
-        let display_busy = state
-            .display
-            .as_ref()
-            .is_some_and(DisplaySocket::update_in_flight);
-        if !display_busy {
-            if state.buffer.is_none() {
-                match FrameBuffer::new(want_bytes) {
-                    Ok(buffer) => state.buffer = Some(buffer),
-                    Err(e) => {
-                        report(format!("frames: {e}"));
-                        return;
-                    }
-                }
-            }
-            let buffer = state.buffer.as_mut().expect("made above");
-            let asked = Instant::now();
-            let since = (state.since, state.cursor_since);
-            let update = lock(process).frame(buffer, since, watch.bound);
-            match update {
-                Ok((FrameUpdate::NeedsBuffer { bytes }, cursor, _)) => {
-                    state.cursor(cursor);
-                    want_bytes = bytes;
-                    state.buffer = None;
-                }
-                Ok((update, cursor, device)) => {
-                    if let Some(what) = progress.check(device, watch.bound) {
-                        (watch.stalled)(what);
-                        return;
-                    }
-                    state.failures = 0;
-                    state.cursor(cursor);
-                    // The pump holds the only reference unless a consumer still reads the
-                    // previous frame, so patching it in place copies nothing.
-                    state.copy = lock(&shared.latest).take();
-                    state.apply(update);
-                    *lock(&shared.latest) = state.copy.clone();
-                }
-                Err(e @ (GpuError::Frame(_) | GpuError::Unexpected(..))) => {
-                    // A claim that breaks the frame protocol: the process may be compromised.
-                    // Its death ends the VM, reported by the supervisor with this reason.
-                    report(format!("{e}; stopping the GPU process"));
-                    let _ = lock(process).kill();
-                    return;
-                }
-                // The tube closes when the process ends, and its monitor reports how within
-                // a tenth of a second. A process that closed its tube and lives on would
-                // escape this watch: after a grace second it counts as stalled (if it did
-                // end, the supervisor has already stopped listening).
-                Err(GpuError::Tube(TubeError::Disconnected)) => {
-                    std::thread::sleep(TUBE_CLOSED_GRACE);
-                    (watch.stalled)("it closed its control tube".to_string());
-                    return;
-                }
-                Err(GpuError::Tube(TubeError::Timeout(_))) => {
-                    (watch.stalled)(format!(
-                        "the thread that serves the device did not answer a frame request \
-                         within {:.1} s",
-                        asked.elapsed().as_secs_f64()
-                    ));
-                    return;
-                }
+        // Frames are taken at the pump's pace whatever QEMU does: VNC viewers and screenshots
+        // read the copy. At most one update is in flight toward QEMU; what changes while one
+        // is goes in the next (newest content wins).
+        state.send_held_display_update();
+        if state.buffer.is_none() {
+            match FrameBuffer::new(want_bytes) {
+                Ok(buffer) => state.buffer = Some(buffer),
                 Err(e) => {
-                    state.failures += 1;
-                    // One line, not sixty a second: the process's end is reported elsewhere.
-                    if state.failures == 1 {
-                        report(format!("frames from the GPU process: {e}"));
-                    }
+                    report(format!("frames: {e}"));
+                    return;
                 }
             }
         }
-        std::thread::sleep(interval.saturating_sub(started.elapsed()));
+        let buffer = state.buffer.as_mut().expect("made above");
+        let asked = Instant::now();
+        let since = (state.since, state.cursor_since);
+        let update = lock(process).frame(buffer, since, watch.bound);
+        match update {
+            Ok((FrameUpdate::NeedsBuffer { bytes }, cursor, _)) => {
+                state.cursor(cursor);
+                want_bytes = bytes;
+                state.buffer = None;
+            }
+            Ok((update, cursor, device)) => {
+                if let Some(what) = progress.check(device, watch.bound) {
+                    (watch.stalled)(what);
+                    return;
+                }
+                state.failures = 0;
+                state.cursor(cursor);
+                // The pump holds the only reference unless a consumer still reads the
+                // previous frame, so patching it in place copies nothing.
+                state.copy = lock(&shared.latest).take();
+                state.apply(update);
+                *lock(&shared.latest) = state.copy.clone();
+            }
+            Err(e @ (GpuError::Frame(_) | GpuError::Unexpected(..))) => {
+                // A claim that breaks the frame protocol: the process may be compromised.
+                // Its death ends the VM, reported by the supervisor with this reason.
+                report(format!("{e}; stopping the GPU process"));
+                let _ = lock(process).kill();
+                return;
+            }
+            // The tube closes when the process ends, and its monitor reports how within
+            // a tenth of a second. A process that closed its tube and lives on would
+            // escape this watch: after a grace second it counts as stalled (if it did
+            // end, the supervisor has already stopped listening).
+            Err(GpuError::Tube(TubeError::Disconnected)) => {
+                std::thread::sleep(TUBE_CLOSED_GRACE);
+                (watch.stalled)("it closed its control tube".to_string());
+                return;
+            }
+            Err(GpuError::Tube(TubeError::Timeout(_))) => {
+                (watch.stalled)(format!(
+                    "the thread that serves the device did not answer a frame request \
+                     within {:.1} s",
+                    asked.elapsed().as_secs_f64()
+                ));
+                return;
+            }
+            Err(e) => {
+                state.failures += 1;
+                // One line, not sixty a second: the process's end is reported elsewhere.
+                if state.failures == 1 {
+                    report(format!("frames from the GPU process: {e}"));
+                }
+            }
+        }
+        shared.wait_for_next_request(started, interval);
     }
 }
 
@@ -324,6 +379,7 @@ impl Pump {
             FrameUpdate::Disabled { generation } => {
                 self.since = generation;
                 self.copy = None;
+                self.display_held = None;
                 if let Some(display) = &self.display {
                     log_display(display.scanout(0, 0, 0));
                 }
@@ -347,13 +403,26 @@ impl Pump {
                 let copy = Arc::make_mut(copy);
                 copy.patch(rect, &pixels);
                 copy.generation = generation;
-                if let Some(display) = &self.display {
-                    if resized {
-                        log_display(display.scanout(0, width, height));
-                    }
-                    let r = (rect.x, rect.y, rect.width, rect.height);
-                    log_display(display.update_owned(0, r, pixels));
+                let Some(display) = &self.display else {
+                    return;
+                };
+                let held = self.display_held.take();
+                if display.update_in_flight() || held.is_some() {
+                    let (before, was_resized) = held.unwrap_or((rect, false));
+                    let rect = if resized {
+                        whole(width, height)
+                    } else {
+                        union(before, rect)
+                    };
+                    self.display_held = Some((rect, was_resized || resized));
+                    self.send_held_display_update();
+                    return;
                 }
+                if resized {
+                    log_display(display.scanout(0, width, height));
+                }
+                let r = (rect.x, rect.y, rect.width, rect.height);
+                log_display(display.update_owned(0, r, pixels));
             }
         }
     }
@@ -391,6 +460,25 @@ impl Pump {
         }
     }
 
+    /// Sends QEMU's display what was held for it while an update was in flight, once none
+    /// is, from the copy.
+    fn send_held_display_update(&mut self) {
+        let (Some(display), Some(copy)) = (&self.display, &self.copy) else {
+            return;
+        };
+        if display.update_in_flight() {
+            return;
+        }
+        let Some((rect, resized)) = self.display_held.take() else {
+            return;
+        };
+        if resized {
+            log_display(display.scanout(0, copy.width, copy.height));
+        }
+        let r = (rect.x, rect.y, rect.width, rect.height);
+        log_display(display.update_owned(0, r, copy.rect_pixels(rect)));
+    }
+
     /// Shows a newly attached display the whole current copy.
     fn show_pending(&mut self) {
         if !self.announce {
@@ -403,6 +491,28 @@ impl Pump {
         log_display(display.scanout(0, copy.width, copy.height));
         let whole = (0, 0, copy.width, copy.height);
         log_display(display.update(0, whole, &copy.pixels));
+    }
+}
+
+/// The whole of a `width` x `height` frame.
+fn whole(width: u32, height: u32) -> FrameRect {
+    FrameRect {
+        x: 0,
+        y: 0,
+        width,
+        height,
+    }
+}
+
+/// The smallest rectangle holding `a` and `b`.
+fn union(a: FrameRect, b: FrameRect) -> FrameRect {
+    let x = a.x.min(b.x);
+    let y = a.y.min(b.y);
+    FrameRect {
+        x,
+        y,
+        width: (a.x + a.width).max(b.x + b.width) - x,
+        height: (a.y + a.height).max(b.y + b.height) - y,
     }
 }
 
@@ -426,6 +536,66 @@ fn log_once(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_demand_ends_the_wait_for_the_next_request_early() {
+        let shared = Arc::new(Shared::default());
+        let asker = Arc::clone(&shared);
+        let started = Instant::now();
+        let demand = std::thread::spawn(move || asker.want());
+
+        shared.wait_for_next_request(started, Duration::from_secs(600));
+
+        demand.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(300));
+    }
+
+    #[test]
+    fn rect_pixels_reads_the_rectangle_rows() {
+        let mut copy = ScanoutCopy::black(3, 2);
+        copy.pixels = (0..24).collect();
+        let rect = FrameRect {
+            x: 1,
+            y: 0,
+            width: 2,
+            height: 2,
+        };
+
+        let pixels = copy.rect_pixels(rect);
+
+        assert_eq!(
+            pixels,
+            [4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23]
+        );
+    }
+
+    #[test]
+    fn union_holds_both_rectangles() {
+        let a = FrameRect {
+            x: 1,
+            y: 5,
+            width: 2,
+            height: 2,
+        };
+        let b = FrameRect {
+            x: 4,
+            y: 1,
+            width: 3,
+            height: 1,
+        };
+
+        let both = union(a, b);
+
+        assert_eq!(
+            both,
+            FrameRect {
+                x: 1,
+                y: 1,
+                width: 6,
+                height: 6
+            }
+        );
+    }
 
     #[test]
     fn patch_writes_the_rectangle_rows_in_place() {

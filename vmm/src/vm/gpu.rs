@@ -356,9 +356,11 @@ impl GpuServer for JailedGpu {
 
     fn frame_source(&self) -> Option<super::vnc::FrameSource> {
         let latest = self.frames.source();
+        let demand = self.frames.demand();
         Some(Box::new(move |shown| {
             let copy = latest().ok_or_else(|| "the scanout has shown no frame yet".to_string())?;
             if shown == Some(copy.generation) {
+                demand();
                 return Ok(None);
             }
             Ok(Some((copy.generation, copy.to_frame()?)))
