@@ -121,8 +121,27 @@ pub enum GpuError {
     Wait(#[source] std::io::Error),
     #[error("the GPU {0} does not exist on this host")]
     MissingGpu(PathBuf),
+    #[error("the GPU process binary {} does not exist (build it with `cargo build -p gpu-process`, or name one on the command line)", .0.display())]
+    MissingBinary(PathBuf),
+    #[error("locating rayvmm's own executable: {0}")]
+    OwnExecutable(#[source] std::io::Error),
     #[error("refusing the GPU process: asked to render on {gpu}, but {found}")]
     WrongGpu { gpu: PathBuf, found: String },
+}
+
+/// The GPU process's binary: `given` (a `--ray-gpu` argument), else `ray-gpu` beside the
+/// running executable, where cargo and the install scripts put both. It must be a file.
+pub fn ray_gpu_binary(given: Option<&Path>) -> Result<PathBuf, GpuError> {
+    let binary = match given {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(GpuError::OwnExecutable)?
+            .with_file_name("ray-gpu"),
+    };
+    if !binary.is_file() {
+        return Err(GpuError::MissingBinary(binary));
+    }
+    Ok(binary)
 }
 
 /// What kind of GPU a device node is.

@@ -88,12 +88,7 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
         .with_context(|| format!("opening {}", args.recording.display()))?;
     let opened = replay::open(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("reading {}", args.recording.display()))?;
-    let binary = match &args.ray_gpu {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locating rayvmm")?
-            .with_file_name("ray-gpu"),
-    };
+    let binary = crate::gpu_process::ray_gpu_binary(args.ray_gpu.as_deref())?;
     let policy = match &args.policy {
         Some(path) => path.clone(),
         None => crate::policy::policy_for_gpu(args.gpu.as_deref())?,

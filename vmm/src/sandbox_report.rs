@@ -152,17 +152,7 @@ pub fn main(args: &SandboxReportArgs) -> Result<i32> {
 }
 
 fn spawn_config(args: &SandboxReportArgs) -> Result<GpuSpawnConfig> {
-    let gpu_binary = match &args.gpu_binary {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("locating this executable")?
-            .with_file_name("ray-gpu"),
-    };
-    anyhow::ensure!(
-        gpu_binary.is_file(),
-        "GPU binary {} not found (build it with `cargo build -p gpu-process`, or pass --gpu-binary)",
-        gpu_binary.display()
-    );
+    let gpu_binary = crate::gpu_process::ray_gpu_binary(args.gpu_binary.as_deref())?;
     let policy = match (&args.policy, &args.policy_dir, &args.gpu) {
         (Some(path), _, _) => path.clone(),
         (None, Some(dir), None) => dir.join(policy::SOFTWARE_POLICY),

@@ -238,6 +238,8 @@ impl JailedGpu {
             .name("gpu-log".into())
             .spawn(move || {
                 crate::gpu_process::log::forward(log_read, &|line| {
+                    // ray-gpu names itself on its own lines (it also runs alone): once is enough.
+                    let line = line.strip_prefix("ray-gpu: ").unwrap_or(line);
                     eprintln!("rayvmm: ray-gpu: {line}")
                 })
             })

@@ -256,18 +256,8 @@ fn spawn_gpu(
             Ok(Box::new(gpu))
         }
         GpuBackendKind::RayGpu => {
-            let binary = match &config.ray_gpu {
-                Some(path) => path.clone(),
-                None => std::env::current_exe()
-                    .map_err(|e| VmError::Gpu(format!("locating rayvmm: {e}")))?
-                    .with_file_name("ray-gpu"),
-            };
-            if !binary.is_file() {
-                return Err(VmError::Gpu(format!(
-                    "{} not found (cargo build -p gpu-process, or pass --ray-gpu)",
-                    binary.display()
-                )));
-            }
+            let binary = crate::gpu_process::ray_gpu_binary(config.ray_gpu.as_deref())
+                .map_err(|e| VmError::Gpu(e.to_string()))?;
             let policy = crate::policy::policy_for_gpu(config.gpu.as_deref())
                 .map_err(|e| VmError::Gpu(e.to_string()))?;
             let options = JailedGpuOptions {
