@@ -107,7 +107,7 @@ report=(perf report -i "$data" --stdio --no-children)
 "${report[@]}" --sort comm,sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' |
   sed -n "1,80p" >"$out/symbols.txt"
 "${report[@]}" --sort sym -g caller,2,callee --percent-limit 2 2>/dev/null >"$out/callers.txt"
-samples=$(perf report -i "$data" --stdio -n --sort comm -g none 2>/dev/null |
+samples=$(perf report -i "$data" --stdio --no-children -n --sort comm -g none 2>/dev/null |
   awk '!/^#/ && NF >= 3 { n += $2 } END { print n + 0 }')
 busy=$(awk -v n="$samples" -v r="$rate" -v s="$seconds" 'BEGIN { printf "%.2f", n / r / s }')
 
