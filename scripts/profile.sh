@@ -88,13 +88,16 @@ else
   vmm=$!
   trap 'kill "$vmm" 2>/dev/null || true; wait "$vmm" 2>/dev/null || true' EXIT
   log "waiting for $workload to draw (guest log: $guest_log)"
-  marker='Rendered|glmark2 .*Score|\[build\]|FPS:'
+  # The guest names its display connector just before the workload starts (the workload's own
+  # output is printed when it ends); three seconds more skip the start-up.
+  marker='RAYOS-RESULT connector='
   for _ in $(seq 240); do
-    grep -a -q -E "$marker" "$guest_log" && break
-    kill -0 "$vmm" 2>/dev/null || bad "rayvmm ended before $workload drew; see $guest_log"
+    grep -a -q "$marker" "$guest_log" && break
+    kill -0 "$vmm" 2>/dev/null || bad "rayvmm ended before $workload started; see $guest_log"
     sleep 0.5
   done
-  grep -a -q -E "$marker" "$guest_log" || bad "$workload did not draw within 120 s; see $guest_log"
+  grep -a -q "$marker" "$guest_log" || bad "$workload did not start within 120 s; see $guest_log"
+  sleep 3
   gpu=$(pgrep -P "$vmm" -f '^/ray-gpu' || pgrep -f '^/ray-gpu' | head -n1)
   qemu=$(pgrep -P "$vmm" qemu-system || true)
   [ -n "$gpu" ] && [ -n "$qemu" ] || bad "could not find ray-gpu and QEMU under rayvmm $vmm"
