@@ -69,21 +69,19 @@ impl FenceSignals {
 
     /// Takes every completion recorded so far and resets the eventfd.
     pub fn take(&self) -> Vec<(Timeline, u64)> {
+        let mut completed = self
+            .completed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Asked after every command: with nothing recorded the eventfd is left alone (one
         // system call fewer per command). A wake-up it still holds is only spurious.
-        if self.lock().is_empty() {
+        if completed.is_empty() {
             return Vec::new();
         }
-        // The counter is reset before the list is taken: a completion recorded after the
-        // reset either is in the list taken here or writes the counter again.
+        // The counter is reset under the lock: a completion recorded after it waits for the
+        // lock, so it is either in the list taken here or writes the counter again.
         let _ = self.event.read();
-        std::mem::take(&mut *self.lock())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Timeline, u64)>> {
-        self.completed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        std::mem::take(&mut *completed)
     }
 
     /// The eventfd that becomes readable when a fence signals.
