@@ -12,7 +12,7 @@ use common::*;
 use devices::virtio_gpu::protocol::*;
 use devices::virtio_gpu::virgl_stream::{self as vs, VertexBuffer, VertexElement, VirglStream};
 use devices::virtio_gpu::{
-    Backend, BackendConfig, GpuConfig, QueueKind, RendererChoice, RendererKind, VirtioGpu,
+    Backend, BackendConfig, GpuConfig, Limits, QueueKind, RendererChoice, RendererKind, VirtioGpu,
 };
 use vm_memory::ByteValued;
 
@@ -354,6 +354,33 @@ fn global_fences_return_in_submission_order(f: &mut Fixture) {
     assert_eq!(f.gpu.pending_fences(), 0);
 }
 
+fn fenced_commands_past_the_cap_wait_then_all_complete_in_order(f: &mut Fixture) {
+    f.context_with_target();
+    let cap = Limits::default().max_fences_in_flight;
+    let stream = clear_stream([0.0, 1.0, 0.0, 1.0]).to_bytes();
+    for fence in 1..=cap as u64 + 8 {
+        let req = Fixture::submit_request(CTX, &stream, FLAG_FENCE, fence, 0);
+        f.guest.post_request(QueueKind::Control, &req, HEADER_SIZE);
+    }
+    f.guest.process(&mut f.gpu, QueueKind::Control);
+    let pending_after_one_pass = f.gpu.pending_fences();
+
+    let used = f.wait_used(cap + 8);
+
+    let heads: Vec<u32> = used.iter().map(|(head, _)| *head).collect();
+    let mut sorted = heads.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        (
+            pending_after_one_pass <= cap,
+            used.len(),
+            heads == sorted,
+            f.gpu.pending_fences()
+        ),
+        (true, cap + 8, true, 0)
+    );
+}
+
 fn ring_fences_return_in_order(f: &mut Fixture) {
     f.context_with_target();
     let stream = clear_stream([0.0, 1.0, 0.0, 1.0]).to_bytes();
@@ -585,6 +612,10 @@ fn main() {
         (
             "global_fences_return_in_submission_order",
             global_fences_return_in_submission_order,
+        ),
+        (
+            "fenced_commands_past_the_cap_wait_then_all_complete_in_order",
+            fenced_commands_past_the_cap_wait_then_all_complete_in_order,
         ),
         ("ring_fences_return_in_order", ring_fences_return_in_order),
         (

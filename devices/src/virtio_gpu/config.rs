@@ -38,6 +38,10 @@ pub struct Limits {
     pub max_submit_bytes: u32,
     /// Largest width, height or depth of a resource.
     pub max_dimension: u32,
+    /// Most fenced commands whose fence has not completed: at the cap the device takes no
+    /// more commands from the control queue until one completes, so a guest cannot queue
+    /// unbounded GPU work ahead of its neighbours on the same GPU.
+    pub max_fences_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +53,7 @@ impl Default for Limits {
             max_backing_entries: 16384,
             max_submit_bytes: 16 << 20,
             max_dimension: 16384,
+            max_fences_in_flight: 16,
         }
     }
 }

@@ -137,6 +137,9 @@ pub struct VirtioGpu {
     /// Commands answered since the device was made (a supervisor watches it move).
     answered: u64,
     fences: FenceQueue,
+    /// The control queue waits: `Limits::max_fences_in_flight` fences are pending, and
+    /// fence processing takes the queue up again when one completes.
+    fence_capped: bool,
     /// Responses released outside fence processing (a destroyed context's held fences).
     released: Vec<HeldResponse>,
     events_read: u32,
@@ -189,6 +192,7 @@ impl VirtioGpu {
             cursor: CursorTrack::default(),
             answered: 0,
             fences: FenceQueue::default(),
+            fence_capped: false,
             released: Vec::new(),
             events_read: 0,
             uuid_seed: random_seed(),
@@ -387,7 +391,14 @@ impl VirtioGpu {
         loop {
             queue.disable_notification(mem)?;
             let mut progressed = false;
-            while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            loop {
+                if kind == QueueKind::Control && self.at_fence_cap(mem, queue, &mut used)? {
+                    // Notifications stay off: the guest need not kick a queue that waits.
+                    return Ok(used && queue.needs_notification(mem)?);
+                }
+                let Some(chain) = queue.pop_descriptor_chain(mem) else {
+                    break;
+                };
                 progressed = true;
                 let head_index = chain.head_index();
                 match self.handle_chain(mem, chain, head_index, kind) {
@@ -424,10 +435,29 @@ impl VirtioGpu {
         queue: &mut Queue,
     ) -> Result<bool, QueueError> {
         let used = self.return_signalled(mem, queue)? | self.return_released(mem, queue)?;
-        if used {
-            return Ok(queue.needs_notification(mem)?);
+        let mut notify = used && queue.needs_notification(mem)?;
+        if self.fence_capped && self.fences.len() < self.config.limits.max_fences_in_flight {
+            self.fence_capped = false;
+            notify |= self.process_queue(mem, queue, QueueKind::Control)?;
         }
-        Ok(false)
+        Ok(notify)
+    }
+
+    /// Whether the control queue must wait for a fence: at the cap, completed fences are
+    /// returned first (setting `used`), and the queue waits only if that freed no room.
+    fn at_fence_cap<M: GuestMemory>(
+        &mut self,
+        mem: &M,
+        queue: &mut Queue,
+        used: &mut bool,
+    ) -> Result<bool, QueueError> {
+        let cap = self.config.limits.max_fences_in_flight;
+        if self.fences.len() < cap {
+            return Ok(false);
+        }
+        *used |= self.return_signalled(mem, queue)?;
+        self.fence_capped = self.fences.len() >= cap;
+        Ok(self.fence_capped)
     }
 
     fn return_signalled<M: GuestMemory>(
@@ -1439,6 +1469,7 @@ impl VirtioGpu {
             self.cursor.set((0, 0), None);
         }
         self.fences.clear();
+        self.fence_capped = false;
         self.released.clear();
         // Completions of fences from before the reset release nothing.
         let _ = self.backend.signals().take();
