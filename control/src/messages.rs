@@ -94,6 +94,11 @@ pub struct StartConfig {
     /// `recording` crate's record framing); `None` records nothing.
     #[serde(default)]
     pub record_fd: Option<i32>,
+    /// How long, in milliseconds, one guest command may run or one fenced command wait for
+    /// its fence before the GPU process stops itself with [`WORK_TIMEOUT_EXIT_CODE`]: a draw
+    /// that does not finish is contained to its own VM. `None`: no bound.
+    #[serde(default)]
+    pub work_timeout_ms: Option<u64>,
 }
 
 /// What changed on a scanout, as the GPU process claims it. Untrusted: the supervisor checks
@@ -171,6 +176,10 @@ pub const SCREENSHOT_SEALS: i32 =
 /// Exit status of a GPU process that stopped itself after its filter trapped a system call
 /// (trap-and-report mode): 128 + SIGSYS, as a shell reports a death by SIGSYS.
 pub const BLOCKED_SYSCALL_EXIT_CODE: i32 = 128 + 31;
+
+/// Exit status of a GPU process that stopped itself because a guest command ran, or a fenced
+/// command waited, longer than its work timeout ([`StartConfig::work_timeout_ms`]).
+pub const WORK_TIMEOUT_EXIT_CODE: i32 = 3;
 
 /// Paths inside the jail that Landlock leaves reachable.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use control::display::DisplayMode as RequestedMode;
@@ -19,7 +20,7 @@ use control::messages::{
 use control::tube::{Tube, TubeError};
 use devices::virtio_gpu::{
     Backend, BackendConfig, CursorChange, DisplayMode, FrameChange, GpuConfig, GpuError, Recorder,
-    RendererChoice, VirtioGpu,
+    RendererChoice, VirtioGpu, WorkAge,
 };
 use nix::sys::stat::{fstat, SFlag};
 use vhost_user_device::DeviceHandle;
@@ -32,6 +33,7 @@ pub struct Device {
     socket: UnixStream,
     description: String,
     gl_renderer: Option<String>,
+    work_age: Arc<WorkAge>,
 }
 
 impl Device {
@@ -73,6 +75,7 @@ impl Device {
             );
             gpu.set_recorder(Recorder::new(Box::new(pipe), &info));
         }
+        let work_age = gpu.work_age();
         let served =
             vhost_user_device::Backend::new(gpu).context("building the vhost-user backend")?;
         Ok(Device {
@@ -80,6 +83,7 @@ impl Device {
             socket,
             description,
             gl_renderer,
+            work_age,
         })
     }
 
@@ -91,6 +95,11 @@ impl Device {
     /// The host GL renderer under virgl, when virgl came up.
     pub fn gl_renderer(&self) -> Option<&str> {
         self.gl_renderer.as_deref()
+    }
+
+    /// How long the device's oldest unfinished guest work has waited, for the watchdog.
+    pub fn work_age(&self) -> Arc<WorkAge> {
+        Arc::clone(&self.work_age)
     }
 
     /// A handle for the tube thread.

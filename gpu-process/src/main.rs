@@ -5,7 +5,9 @@
 //! Start names (4). It finishes its own confinement in DESIGN.md's order (Landlock, the
 //! renderer and device, the seccomp filter) before it reads anything the guest controls, says
 //! Ready, then serves the vhost-user frontend on the main thread and the tube on a second one
-//! (`device`). It exits 0 when the frontend disconnects or the supervisor says Shutdown.
+//! (`device`), with a watchdog thread that stops it when the guest's GPU work does not finish
+//! within the supervisor's work timeout (`watchdog`, exit 3). It exits 0 when the frontend
+//! disconnects or the supervisor says Shutdown.
 
 #[cfg(all(feature = "probe", not(debug_assertions)))]
 compile_error!("the `probe` feature is for debug builds of the escape tests only; never ship it");
@@ -21,9 +23,11 @@ mod probe;
 mod renderer;
 mod sigsys;
 mod view;
+mod watchdog;
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use control::messages::{FromGpu, ReadyInfo, StartConfig, ToGpu};
@@ -63,7 +67,11 @@ fn run() -> Result<()> {
     };
     match device {
         None => device::serve_tube(&tube, None).map(drop),
-        Some(device) => serve_device(tube, device),
+        Some(device) => serve_device(
+            tube,
+            device,
+            start.work_timeout_ms.map(Duration::from_millis),
+        ),
     }
 }
 
@@ -104,7 +112,10 @@ fn confine(tube: &Tube, start: &StartConfig) -> Result<(ReadyInfo, Option<Device
 /// Serves the vhost-user frontend on this thread and the tube on a new one (it inherits the
 /// filter). Whichever ends first ends the process: the frontend disconnecting or Shutdown
 /// exit 0, a broken connection or tube exits 2.
-fn serve_device(tube: Tube, device: Device) -> Result<()> {
+fn serve_device(tube: Tube, device: Device, work_timeout: Option<Duration>) -> Result<()> {
+    if let Some(timeout) = work_timeout {
+        watchdog::start(device.work_age(), timeout)?;
+    }
     let handle = device.handle();
     std::thread::Builder::new()
         .name("tube".into())

@@ -150,7 +150,9 @@ fn endless_loop_in_the_gpu_process_is_detected_within_the_liveness_bound_and_end
     let run = fault(
         "fault-hang",
         Cause::Injected("hang"),
-        &["--liveness-timeout", "2s"],
+        // The fences the hung thread no longer returns would otherwise trip the GPU work
+        // timeout first; this test is about the liveness bound.
+        &["--liveness-timeout", "2s", "--gpu-work-timeout", "60s"],
     );
 
     run.assert_ended(3, STALLED, Duration::from_secs(30));

@@ -163,6 +163,7 @@ impl Backend {
             three_d: config.virgl,
             display: config.display,
             liveness: vmm::vm_config::DEFAULT_LIVENESS_TIMEOUT,
+            work_timeout: vmm::vm_config::DEFAULT_GPU_WORK_TIMEOUT,
             record: None,
             gpu: None,
             memory_limit: None,

@@ -34,6 +34,8 @@ const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 const CMD_RESOURCE_FLUSH: u32 = 0x0104;
+/// `VIRTIO_GPU_FLAG_FENCE` in a request header's flags.
+const FLAG_FENCE: u32 = 1;
 /// Response types from here on are errors (`VIRTIO_GPU_RESP_ERR_UNSPEC`).
 const RESP_ERR_FIRST: u32 = 0x1200;
 
@@ -143,6 +145,12 @@ pub struct ReplayReport {
     /// Microseconds from when each frame was due (its RESOURCE_FLUSH sent; at the recorded
     /// pace, the moment the guest sent it) to its completion: how late frames were presented.
     pub frame_latency_us: Vec<u64>,
+    /// Fenced commands answered.
+    pub fences: u64,
+    /// Microseconds from sending a fenced command to seeing it answered: the 99th percentile
+    /// and the longest (a Windows guest resets its GPU past 2 s).
+    pub fence_us_p99: u64,
+    pub fence_us_max: u64,
 }
 
 impl ReplayReport {
@@ -237,6 +245,9 @@ pub fn replay<R: Read>(
         stopped_at_reset: false,
         frame_intervals_us: Vec::new(),
         frame_latency_us: Vec::new(),
+        fences: 0,
+        fence_us_p99: 0,
+        fence_us_max: 0,
     };
     let mut checking = Duration::ZERO;
     let started = Instant::now();
@@ -310,9 +321,24 @@ pub fn replay<R: Read>(
         .iter()
         .map(|&(due, done)| micros(done.saturating_duration_since(due)))
         .collect();
+    let mut fence_waits: Vec<u64> = session.fence_waits.iter().map(|&d| micros(d)).collect();
+    fence_waits.sort_unstable();
+    report.fences = fence_waits.len() as u64;
+    report.fence_us_p99 = fence_waits
+        .get((fence_waits.len().saturating_sub(1) * 99) / 100)
+        .copied()
+        .unwrap_or(0);
+    report.fence_us_max = fence_waits.last().copied().unwrap_or(0);
     report.seconds = (started.elapsed() - checking).as_secs_f64();
     report.fps = report.flushes as f64 / report.seconds.max(1e-9);
     Ok(report)
+}
+
+/// Whether the request asks for a fence (`flags`, the second u32 of its header).
+fn is_fenced(request: &[u8]) -> bool {
+    request.get(4..8).is_some_and(|flags| {
+        u32::from_le_bytes(flags.try_into().expect("four bytes")) & FLAG_FENCE != 0
+    })
 }
 
 /// The request's command type (the first u32 of its header).
@@ -360,6 +386,8 @@ struct InFlight {
     response: u64,
     /// For a RESOURCE_FLUSH (its completion presents a frame): when it was due.
     flush: Option<Instant>,
+    /// For a fenced command: when it was sent.
+    fenced: Option<Instant>,
 }
 
 /// The frontend's side of one replay: connection, RAM, queues, staging allocator.
@@ -378,6 +406,8 @@ struct Session {
     /// When each RESOURCE_FLUSH was due (sent, or scheduled at the recorded pace) and when it
     /// completed.
     presented: Vec<(Instant, Instant)>,
+    /// How long each fenced command took from being sent to being seen answered.
+    fence_waits: Vec<Duration>,
 }
 
 impl Session {
@@ -477,6 +507,7 @@ impl Session {
             event_idx: acked & VIRTIO_RING_F_EVENT_IDX != 0,
             errors: 0,
             presented: Vec::new(),
+            fence_waits: Vec::new(),
         })
     }
 
@@ -520,6 +551,7 @@ impl Session {
             InFlight {
                 response: response_at,
                 flush,
+                fenced: is_fenced(request).then(Instant::now),
             },
         );
         self.queues[q].notify()
@@ -534,6 +566,9 @@ impl Session {
                 };
                 if let Some(due) = done.flush {
                     self.presented.push((due, Instant::now()));
+                }
+                if let Some(sent) = done.fenced {
+                    self.fence_waits.push(sent.elapsed());
                 }
                 if used.len >= 4 {
                     let kind = self.ram.read(done.response, 4)?;

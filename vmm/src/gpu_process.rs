@@ -57,6 +57,9 @@ pub struct GpuSpawnConfig {
     /// The GPU the user named (`--gpu`): the process must come up rendering on it, never on
     /// a software fallback.
     pub required_gpu: Option<PathBuf>,
+    /// How long one guest command may run, or one fenced command wait, before the process
+    /// stops itself (`WORK_TIMEOUT_EXIT_CODE`); `None`: no bound.
+    pub work_timeout: Option<Duration>,
 }
 
 impl GpuSpawnConfig {
@@ -71,6 +74,7 @@ impl GpuSpawnConfig {
             ready_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(60),
             required_gpu: None,
+            work_timeout: None,
         }
     }
 
@@ -331,6 +335,9 @@ impl GpuProcess {
                 .iter()
                 .any(|fd| fd.target == RECORD_FD)
                 .then_some(RECORD_FD),
+            work_timeout_ms: config
+                .work_timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             ..StartConfig::default()
         };
         let ready = match start_and_await_ready(&mut tube, &start, config.ready_timeout) {

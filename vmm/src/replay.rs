@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use control::display::DisplayMode;
-use control::messages::RendererMode;
+use control::messages::{RendererMode, WORK_TIMEOUT_EXIT_CODE};
 use jail::PassFd;
 use replay::{Device, FrameSource, Pace, ReplayOptions, ReplayReport};
 use serde::Serialize;
@@ -56,6 +56,10 @@ pub struct ReplayArgs {
     /// The GPU process's nice value, 0 to 19 (as `rayvmm run --gpu-nice`).
     #[arg(long = "gpu-nice", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub gpu_nice: i32,
+    /// How long one command may run, or one fenced command wait for its fence, before the
+    /// GPU process stops itself (as `rayvmm run --gpu-work-timeout`).
+    #[arg(long = "gpu-work-timeout", value_name = "SECONDS|MSms", default_value = "1.8s", value_parser = work_timeout)]
+    pub gpu_work_timeout: std::time::Duration,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -107,6 +111,7 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
         .clone()
         .filter(|_| config.renderer == RendererMode::Virgl);
     config.ready_timeout = std::time::Duration::from_secs(60);
+    config.work_timeout = Some(args.gpu_work_timeout);
     let (ours, theirs) = UnixStream::pair().context("creating the vhost-user socketpair")?;
     let spawn_started = Instant::now();
     let process = GpuProcess::spawn_with_fds(
@@ -153,6 +158,13 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
             let err =
                 anyhow::Error::new(e).context(format!("replaying {}", args.recording.display()));
             return Err(match exit {
+                Some(exit) if exit.status == jail::ExitStatus::Exited(WORK_TIMEOUT_EXIT_CODE) => {
+                    err.context(format!(
+                    "the GPU process stopped the guest's GPU work: it did not finish within the \
+                     GPU work timeout ({:.1} s)",
+                    args.gpu_work_timeout.as_secs_f64()
+                ))
+                }
                 Some(exit) => err.context(format!("the GPU process {exit}")),
                 None => err,
             });
@@ -174,6 +186,12 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
         print!("{}", summary(&report, &renderer));
     }
     Ok(i32::from(!report.frames_match()))
+}
+
+/// `1.8`, `1.8s` or `1500ms`, from 200 ms to 600 s.
+fn work_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::vm_config::parse_timeout(text)
+        .ok_or_else(|| format!("{text:?} is not a time from 200ms to 600s (such as 1.8s)"))
 }
 
 /// A number from 0 to 1.
@@ -221,6 +239,14 @@ fn summary(report: &ReplayReport, renderer: &str) -> String {
                 f.after, f.differing_pixels, f.max_difference
             ),
         };
+    }
+    if report.fences > 0 {
+        out += &format!(
+            "\nfences: {}, answered within {:.1} ms (99%), longest {:.1} ms",
+            report.fences,
+            report.fence_us_p99 as f64 / 1000.0,
+            report.fence_us_max as f64 / 1000.0
+        );
     }
     if report.error_responses > 0 {
         out += &format!(

@@ -97,6 +97,11 @@ pub enum ConfigError {
          (such as 500ms), from 200ms to 600s"
     )]
     Liveness(String),
+    #[error(
+        "invalid GPU work timeout {0:?}: expected seconds (such as 1.8 or 1.8s) or milliseconds \
+         (such as 1500ms), from 200ms to 600s"
+    )]
+    WorkTimeout(String),
 }
 
 /// Which policy action the GPU process's seccomp filter takes on a refused call.
@@ -287,6 +292,8 @@ pub struct RunOptions {
     pub ray_gpu: Option<PathBuf>,
     #[serde(rename = "liveness-timeout")]
     pub liveness_timeout: Option<String>,
+    #[serde(rename = "gpu-work-timeout")]
+    pub gpu_work_timeout: Option<String>,
     pub record: Option<PathBuf>,
     #[serde(rename = "record-limit")]
     pub record_limit: Option<String>,
@@ -364,6 +371,11 @@ pub struct RunArgs {
     /// pending and none answered, before rayvmm stops it and the VM (exit 3) [default: 5s].
     #[arg(long = "liveness-timeout", value_name = "SECONDS|MSms")]
     pub liveness_timeout: Option<String>,
+    /// How long one guest GPU command may run, or one fenced command wait for its fence,
+    /// before the GPU process stops it and the VM (exit 3): a draw that does not finish stops
+    /// only its own VM. Below Windows' TdrDelay (2 s) [default: 1.8s].
+    #[arg(long = "gpu-work-timeout", value_name = "SECONDS|MSms")]
+    pub gpu_work_timeout: Option<String>,
     /// Record every command the guest sends the GPU, the guest memory it reads and scanout
     /// images, to this file (replay it with `rayvmm replay`); needs the jailed ray-gpu.
     #[arg(long, value_name = "FILE.raygrec")]
@@ -419,6 +431,7 @@ impl RunArgs {
             gpu_backend: self.gpu_backend.clone(),
             ray_gpu: self.ray_gpu.clone(),
             liveness_timeout: self.liveness_timeout.clone(),
+            gpu_work_timeout: self.gpu_work_timeout.clone(),
             record: self.record.clone(),
             record_limit: self.record_limit.clone(),
             gpu: self.gpu.clone(),
@@ -472,6 +485,8 @@ pub struct RunConfig {
     pub ray_gpu: Option<PathBuf>,
     /// The jailed GPU process's liveness bound.
     pub liveness_timeout: Duration,
+    /// How long one guest GPU command may run or one fence wait.
+    pub gpu_work_timeout: Duration,
     /// Where to record the guest's GPU commands.
     pub record: Option<PathBuf>,
     /// The recording's size bound in bytes.
@@ -521,6 +536,7 @@ impl RunOptions {
             gpu_backend: self.gpu_backend.or(base.gpu_backend),
             ray_gpu: self.ray_gpu.or(base.ray_gpu),
             liveness_timeout: self.liveness_timeout.or(base.liveness_timeout),
+            gpu_work_timeout: self.gpu_work_timeout.or(base.gpu_work_timeout),
             record: self.record.or(base.record),
             record_limit: self.record_limit.or(base.record_limit),
             gpu: self.gpu.or(base.gpu),
@@ -561,8 +577,12 @@ impl RunOptions {
             return Err(ConfigError::VncNeedsJailedGpu);
         }
         let liveness_timeout = match &self.liveness_timeout {
-            Some(t) => parse_liveness_timeout(t)?,
+            Some(t) => parse_timeout(t).ok_or_else(|| ConfigError::Liveness(t.clone()))?,
             None => DEFAULT_LIVENESS_TIMEOUT,
+        };
+        let gpu_work_timeout = match &self.gpu_work_timeout {
+            Some(t) => parse_timeout(t).ok_or_else(|| ConfigError::WorkTimeout(t.clone()))?,
+            None => DEFAULT_GPU_WORK_TIMEOUT,
         };
         if self.record.is_some() && gpu_backend == GpuBackendKind::Reference {
             return Err(ConfigError::RecordNeedsJailedGpu);
@@ -633,6 +653,7 @@ impl RunOptions {
             gpu_backend,
             ray_gpu: self.ray_gpu,
             liveness_timeout,
+            gpu_work_timeout,
             record: self.record,
             record_limit,
             gpu: self.gpu,
@@ -693,22 +714,20 @@ fn require_file(what: &'static str, path: &Path) -> Result<(), ConfigError> {
 /// How long the GPU process may stall before rayvmm stops it, unless configured.
 pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `3`, `2.5s` or `500ms`, from 200 ms to 600 s.
-fn parse_liveness_timeout(text: &str) -> Result<Duration, ConfigError> {
-    let bad = || ConfigError::Liveness(text.to_string());
+/// How long one guest GPU command may run or one fence wait, unless configured: below
+/// Windows' TdrDelay (2 s), after which the guest resets its GPU anyway.
+pub const DEFAULT_GPU_WORK_TIMEOUT: Duration = Duration::from_millis(1800);
+
+/// `3`, `2.5s` or `500ms`, from 200 ms to 600 s; `None` for anything else.
+pub(crate) fn parse_timeout(text: &str) -> Option<Duration> {
     let trimmed = text.trim();
     let seconds: f64 = match trimmed.strip_suffix("ms") {
-        Some(ms) => ms.parse::<f64>().map_err(|_| bad())? / 1000.0,
-        None => trimmed
-            .strip_suffix('s')
-            .unwrap_or(trimmed)
-            .parse()
-            .map_err(|_| bad())?,
+        Some(ms) => ms.parse::<f64>().ok()? / 1000.0,
+        None => trimmed.strip_suffix('s').unwrap_or(trimmed).parse().ok()?,
     };
-    if !(0.2..=600.0).contains(&seconds) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    (0.2..=600.0)
+        .contains(&seconds)
+        .then(|| Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -716,10 +735,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn liveness_timeout_accepts_seconds_and_milliseconds() {
+    fn timeouts_accept_seconds_and_milliseconds() {
         let parsed: Vec<Duration> = ["3", "2.5s", "500ms"]
             .iter()
-            .map(|t| parse_liveness_timeout(t).unwrap())
+            .map(|t| parse_timeout(t).unwrap())
             .collect();
 
         assert_eq!(
@@ -733,10 +752,40 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_outside_their_range_are_refused() {
+        let results: Vec<Option<Duration>> = ["0", "100ms", "601", "soon"]
+            .iter()
+            .map(|t| parse_timeout(t))
+            .collect();
+
+        assert_eq!(results, vec![None; 4]);
+    }
+
+    #[test]
+    fn gpu_work_timeout_outside_its_range_is_refused_naming_it() {
+        let options = RunOptions {
+            gpu_work_timeout: Some("5ms".into()),
+            ..firmware_options()
+        };
+
+        let message = options.resolve().unwrap_err().to_string();
+
+        assert!(message.contains("GPU work timeout \"5ms\""), "{message}");
+    }
+
+    #[test]
     fn liveness_timeout_outside_its_range_is_refused_naming_it() {
         let results: Vec<String> = ["0", "100ms", "601", "soon"]
             .iter()
-            .map(|t| parse_liveness_timeout(t).unwrap_err().to_string())
+            .map(|t| {
+                RunOptions {
+                    liveness_timeout: Some(t.to_string()),
+                    ..firmware_options()
+                }
+                .resolve()
+                .unwrap_err()
+                .to_string()
+            })
             .collect();
 
         assert!(results

@@ -1,6 +1,7 @@
 //! The device: queue processing and the command handlers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rutabaga_gfx::{ResourceCreate3D, RutabagaFence, RutabagaIovec, Transfer3D};
 use virtio_queue::{Queue, QueueT};
@@ -22,6 +23,7 @@ use super::resources::{virgl_bytes_per_pixel, Resource, ResourceKind, ResourceTa
 use super::scanout::{display_info, Scanout};
 use super::sink::{DisplaySink, NullSink};
 use super::virgl_stream::PIPE_BUFFER;
+use super::work_age::WorkAge;
 
 /// Which of the device's two virtqueues a chain came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +144,8 @@ pub struct VirtioGpu {
     fence_capped: bool,
     /// Responses released outside fence processing (a destroyed context's held fences).
     released: Vec<HeldResponse>,
+    /// When the running command began and the oldest held response began to wait.
+    work_age: Arc<WorkAge>,
     events_read: u32,
     uuid_seed: [u8; 16],
     uuid_counter: u64,
@@ -194,6 +198,7 @@ impl VirtioGpu {
             fences: FenceQueue::default(),
             fence_capped: false,
             released: Vec::new(),
+            work_age: WorkAge::new(),
             events_read: 0,
             uuid_seed: random_seed(),
             uuid_counter: 0,
@@ -369,6 +374,12 @@ impl VirtioGpu {
         self.answered
     }
 
+    /// How long the oldest unfinished guest work has waited, readable from any thread while
+    /// this one is busy: what a watchdog needs to stop a draw that does not finish.
+    pub fn work_age(&self) -> Arc<WorkAge> {
+        Arc::clone(&self.work_age)
+    }
+
     /// Host bytes the guest's resources hold.
     pub fn host_bytes_in_use(&self) -> u64 {
         self.resources.bytes_in_use()
@@ -401,7 +412,11 @@ impl VirtioGpu {
                 };
                 progressed = true;
                 let head_index = chain.head_index();
-                match self.handle_chain(mem, chain, head_index, kind) {
+                self.work_age.command_started();
+                let completion = self.handle_chain(mem, chain, head_index, kind);
+                self.work_age.command_finished();
+                self.publish_fence_age();
+                match completion {
                     Completion::Now(len) => {
                         queue.add_used(mem, head_index, len)?;
                         self.answered += 1;
@@ -473,7 +488,13 @@ impl VirtioGpu {
                 used = true;
             }
         }
+        self.publish_fence_age();
         Ok(used)
+    }
+
+    /// Tells the watchdog when the oldest held response began to wait.
+    fn publish_fence_age(&self) {
+        self.work_age.set_oldest_fence(self.fences.oldest_held_at());
     }
 
     fn return_released<M: GuestMemory>(
@@ -1469,6 +1490,7 @@ impl VirtioGpu {
             self.cursor.set((0, 0), None);
         }
         self.fences.clear();
+        self.publish_fence_age();
         self.fence_capped = false;
         self.released.clear();
         // Completions of fences from before the reset release nothing.

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use rutabaga_gfx::{RutabagaFence, RUTABAGA_FLAG_INFO_RING_IDX};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -99,10 +100,11 @@ pub struct HeldResponse {
     pub len: u32,
 }
 
-/// The responses held per timeline, in submission order.
+/// The responses held per timeline, in submission order, each with its fence id and when it
+/// began to wait.
 #[derive(Debug, Default)]
 pub struct FenceQueue {
-    held: BTreeMap<Timeline, VecDeque<(u64, HeldResponse)>>,
+    held: BTreeMap<Timeline, VecDeque<(u64, HeldResponse, Instant)>>,
     last_id: u64,
 }
 
@@ -126,7 +128,7 @@ impl FenceQueue {
         self.held
             .entry(timeline)
             .or_default()
-            .push_back((id, response));
+            .push_back((id, response, Instant::now()));
     }
 
     /// Forgets the most recent [`FenceQueue::hold`] on `timeline` (the renderer refused the
@@ -143,10 +145,10 @@ impl FenceQueue {
         let Some(queue) = self.held.get_mut(&timeline) else {
             return Vec::new();
         };
-        let Some(position) = queue.iter().position(|(held_id, _)| *held_id == id) else {
+        let Some(position) = queue.iter().position(|(held_id, ..)| *held_id == id) else {
             return Vec::new();
         };
-        let released = queue.drain(..=position).map(|(_, r)| r).collect();
+        let released = queue.drain(..=position).map(|(_, r, _)| r).collect();
         if queue.is_empty() {
             self.held.remove(&timeline);
         }
@@ -164,7 +166,7 @@ impl FenceQueue {
         timelines
             .into_iter()
             .filter_map(|t| self.held.remove(&t))
-            .flat_map(|q| q.into_iter().map(|(_, r)| r))
+            .flat_map(|q| q.into_iter().map(|(_, r, _)| r))
             .collect()
     }
 
@@ -176,6 +178,14 @@ impl FenceQueue {
     /// Number of responses held.
     pub fn len(&self) -> usize {
         self.held.values().map(VecDeque::len).sum()
+    }
+
+    /// When the response that has waited longest began to wait; `None` when none is held.
+    pub fn oldest_held_at(&self) -> Option<Instant> {
+        self.held
+            .values()
+            .filter_map(|queue| queue.front().map(|&(_, _, at)| at))
+            .min()
     }
 }
 
@@ -246,6 +256,31 @@ mod tests {
         let released = queue.release_context(4);
 
         assert_eq!((released, queue.len()), (vec![response(3)], 0));
+    }
+
+    #[test]
+    fn oldest_held_at_is_when_the_first_still_held_response_began_to_wait() {
+        let mut queue = FenceQueue::default();
+        let (a, b) = (queue.next_id(), queue.next_id());
+        let before = Instant::now();
+        queue.hold(Timeline::Global, a, response(0));
+        let between = Instant::now();
+        queue.hold(Timeline::Global, b, response(1));
+
+        let oldest = queue.oldest_held_at().expect("two responses held");
+
+        assert!(before <= oldest && oldest <= between);
+    }
+
+    #[test]
+    fn oldest_held_at_is_none_once_every_fence_completed() {
+        let mut queue = FenceQueue::default();
+        let id = queue.next_id();
+        queue.hold(Timeline::Global, id, response(0));
+
+        queue.complete(Timeline::Global, id);
+
+        assert_eq!(queue.oldest_held_at(), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`VirtioGpu::take_frame`]: frames on demand: a flush records what changed, a consumer
 //!   reads back only what it has not seen, at its own pace;
 //! - [`edid`]: the EDID blocks reported for each scanout;
-//! - [`virgl_stream`]: a builder for virgl command streams (tests and driver replays).
+//! - [`virgl_stream`]: a builder for virgl command streams (tests and driver replays);
+//! - [`WorkAge`]: how long the oldest unfinished guest work has waited, for a watchdog.
 //!
 //! Typical use by a transport:
 //! ```ignore
@@ -37,6 +38,7 @@ mod resources;
 mod scanout;
 mod sink;
 pub mod virgl_stream;
+mod work_age;
 
 pub use backend::{
     Backend, BackendConfig, BackendError, BackendInfo, CapsetInfo, RendererChoice, RendererKind,
@@ -48,3 +50,4 @@ pub use error::GpuError;
 pub use frames::{CursorChange, FrameChange, FramePixels};
 pub use recorder::Recorder;
 pub use sink::{CursorImage, DisplaySink, NullSink, CURSOR_BYTES, CURSOR_DIM};
+pub use work_age::{Waiting, WorkAge};

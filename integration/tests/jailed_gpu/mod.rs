@@ -79,12 +79,24 @@ pub fn spawn_with_action(
     display: Option<DisplayMode>,
     action: DefaultAction,
 ) -> Result<JailedGpu, GpuError> {
+    spawn_configured(renderer, wanted, |config| {
+        config.display = display;
+        config.action = action;
+    })
+}
+
+/// As [`spawn`], with the spawn configuration changed by `configure` first; the spawn error
+/// when the process refuses to start.
+pub fn spawn_configured(
+    renderer: RendererMode,
+    wanted: u64,
+    configure: impl FnOnce(&mut GpuSpawnConfig),
+) -> Result<JailedGpu, GpuError> {
     let nodes = jail::render_nodes(std::path::Path::new(jail::DRI_DIR));
     let mut config = GpuSpawnConfig::new(&ray_gpu(), &policy_for(&nodes), &nodes);
     config.renderer = renderer;
-    config.display = display;
-    config.action = action;
     config.jail.stderr = ChildStderr::Inherit;
+    configure(&mut config);
     let (ours, theirs) = UnixStream::pair().expect("vhost-user socketpair");
     let process = GpuProcess::spawn_with_fds(
         &config,

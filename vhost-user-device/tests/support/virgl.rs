@@ -1,7 +1,8 @@
 //! A real virgl (Gallium) command stream, as a guest's virgl driver (Mesa's, or viogpu3d's
 //! user-mode driver) encodes it: a render-target surface, blend / depth-stencil-alpha /
 //! rasterizer state, TGSI vertex and fragment shaders, vertex elements and a vertex buffer
-//! filled inline, a viewport, a clear and one triangle.
+//! filled inline, a viewport, a clear and one triangle; or a draw that keeps the GPU busy
+//! (a looping fragment shader over the whole target) for the scheduler's tests and benchmark.
 //!
 //! Encoding from virglrenderer's `src/virgl_protocol.h` and Mesa's
 //! `src/gallium/drivers/virgl/virgl_encode.c`: each command is a header
@@ -96,7 +97,9 @@ impl Stream {
         bytes.push(0);
         let total = bytes.len() as u32;
         bytes.resize(bytes.len().next_multiple_of(4), 0);
-        let mut body = vec![handle, kind, total, SHADER_TOKENS, 0];
+        // Generously above the tokens the text makes (at most one per four characters).
+        let tokens = SHADER_TOKENS.max(total);
+        let mut body = vec![handle, kind, total, tokens, 0];
         body.extend(words(&bytes));
         self.create(OBJECT_SHADER, &body);
         self.cmd(BIND_SHADER, 0, &[handle, kind])
@@ -124,9 +127,86 @@ fn float(v: f32) -> u32 {
 pub fn clear_and_triangle(
     target: u32,
     vertex_buffer: u32,
-    (width, height): (u32, u32),
+    size: (u32, u32),
     clear: [f32; 4],
     color: [f32; 4],
+) -> Vec<u8> {
+    let center = [[-0.5, -0.5], [0.5, -0.5], [0.0, 0.5]];
+    clear_and_draw(
+        target,
+        vertex_buffer,
+        size,
+        clear,
+        (center, color),
+        FRAGMENT_SHADER,
+    )
+}
+
+/// How much work each pixel of a [`busy_draw`] does.
+#[derive(Clone, Copy, Debug)]
+pub enum Work {
+    /// A loop of this many iterations.
+    Iterations(u32),
+    /// Two nested loops whose counters can never reach their bound (a float counter stops
+    /// growing at 2^24): a draw that never finishes.
+    Endless,
+}
+
+/// The stream that clears `target` and draws one triangle covering all of it with a fragment
+/// shader that loops per pixel as `work` says: GPU work whose length the caller chooses, or
+/// that never ends.
+pub fn busy_draw(target: u32, vertex_buffer: u32, size: (u32, u32), work: Work) -> Vec<u8> {
+    let whole = [[-1.0, -1.0], [3.0, -1.0], [-1.0, 3.0]];
+    let shader = match work {
+        Work::Iterations(n) => looping_fragment_shader(1, n as f32),
+        Work::Endless => looping_fragment_shader(2, 1.0e8),
+    };
+    let black = [0.0, 0.0, 0.0, 1.0];
+    let color = [0.2, 0.6, 1.0, 1.0];
+    clear_and_draw(target, vertex_buffer, size, black, (whole, color), &shader)
+}
+
+/// A fragment shader that runs `depth` nested loops, each until its counter reaches `bound`,
+/// scaling the color a little each innermost iteration (so no compiler drops the loops).
+fn looping_fragment_shader(depth: usize, bound: f32) -> String {
+    let mut lines = vec![
+        "FRAG".to_string(),
+        "PROPERTY FS_COLOR0_WRITES_ALL_CBUFS 1".into(),
+        "DCL IN[0], COLOR, PERSPECTIVE".into(),
+        "DCL OUT[0], COLOR".into(),
+        format!("DCL TEMP[0..{depth}]"),
+        format!("IMM[0] FLT32 {{ 0.0000, 1.0000, 0.9999, {bound:.4} }}"),
+        "MOV TEMP[0], IN[0]".into(),
+    ];
+    for level in 1..=depth {
+        lines.extend([
+            format!("MOV TEMP[{level}].x, IMM[0].xxxx"),
+            "BGNLOOP".into(),
+            format!("SGE TEMP[{level}].y, TEMP[{level}].xxxx, IMM[0].wwww"),
+            format!("IF TEMP[{level}].yyyy"),
+            "BRK".into(),
+            "ENDIF".into(),
+        ]);
+    }
+    lines.push("MAD TEMP[0], TEMP[0], IMM[0].zzzz, IMM[0].xxxx".into());
+    for level in (1..=depth).rev() {
+        lines.extend([
+            format!("ADD TEMP[{level}].x, TEMP[{level}].xxxx, IMM[0].yyyy"),
+            "ENDLOOP".into(),
+        ]);
+    }
+    lines.extend(["MOV OUT[0], TEMP[0]".into(), "END".into()]);
+    lines.join("\n") + "\n"
+}
+
+/// Clears `target` to `clear` and draws the triangle `positions` in `color` with `fragment`.
+fn clear_and_draw(
+    target: u32,
+    vertex_buffer: u32,
+    (width, height): (u32, u32),
+    clear: [f32; 4],
+    (positions, color): ([[f32; 2]; 3], [f32; 4]),
+    fragment: &str,
 ) -> Vec<u8> {
     let mut s = Stream::default();
     // Render target: a surface of level 0, layer 0, bound as the only color buffer.
@@ -147,7 +227,7 @@ pub fn clear_and_triangle(
     )
     .bind(OBJECT_RASTERIZER, RASTERIZER);
     s.shader(VS, SHADER_VERTEX, VERTEX_SHADER);
-    s.shader(FS, SHADER_FRAGMENT, FRAGMENT_SHADER);
+    s.shader(FS, SHADER_FRAGMENT, fragment);
     // Two vec4 attributes from buffer 0: position at 0, color at 16.
     s.create(
         OBJECT_VERTEX_ELEMENTS,
@@ -164,7 +244,6 @@ pub fn clear_and_triangle(
         ],
     )
     .bind(OBJECT_VERTEX_ELEMENTS, VERTEX_ELEMENTS);
-    let positions = [[-0.5, -0.5], [0.5, -0.5], [0.0, 0.5]];
     let mut vertices = Vec::new();
     for [x, y] in positions {
         vertices.extend([x, y, 0.0, 1.0].map(float));

@@ -143,6 +143,8 @@ pub struct JailedGpuOptions<'a> {
     pub display: control::display::DisplayMode,
     /// How long the process may stop making progress before it is reported stalled.
     pub liveness: std::time::Duration,
+    /// How long one guest command may run or one fence wait before the process stops itself.
+    pub work_timeout: std::time::Duration,
     /// Record the guest's commands.
     pub record: Option<RecordTo>,
     /// The GPU to render on (`--gpu`); `None`: software rendering, no GPU node in the jail.
@@ -186,6 +188,7 @@ impl JailedGpu {
             false => RendererMode::TwoD,
         };
         config.display = Some(options.display);
+        config.work_timeout = Some(options.work_timeout);
         config.ready_timeout = std::time::Duration::from_secs(60);
         config.required_gpu = options.gpu.clone().filter(|_| options.three_d);
         config.jail.nice = options.nice;

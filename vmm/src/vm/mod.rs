@@ -200,6 +200,7 @@ pub fn run(config: &RunConfig) -> Result<Outcome, VmError> {
         vnc,
         relay,
         liveness: config.liveness_timeout,
+        gpu_work_timeout: config.gpu_work_timeout,
         last_ping: Instant::now(),
     };
     let machine = match engine.launch(&spec, engine_sink) {
@@ -273,6 +274,7 @@ fn spawn_gpu(
                     height: config.display.height,
                 },
                 liveness: config.liveness_timeout,
+                work_timeout: config.gpu_work_timeout,
                 gpu: config.gpu.clone(),
                 memory_limit: config.gpu_memory_limit,
                 nice: config.gpu_nice,
@@ -329,6 +331,8 @@ struct Supervisor {
     relay: Option<Relay>,
     /// How long a child may stop answering before the VM is stopped.
     liveness: Duration,
+    /// The GPU process's work timeout, to name it when the process stops a guest's work.
+    gpu_work_timeout: Duration,
     last_ping: Instant,
 }
 
@@ -397,6 +401,16 @@ impl Supervisor {
                     if clean && self.wait_until(|s| !s.engine_alive, CONSEQUENCE_WINDOW) {
                         let engine_exit = self.engine_exit.clone();
                         return self.engine_died(&engine_exit.unwrap_or(exit));
+                    }
+                    if exit.code == Some(control::messages::WORK_TIMEOUT_EXIT_CODE) {
+                        let msg = format!(
+                            "the GPU process stopped making progress: the guest's GPU work did \
+                             not finish within the GPU work timeout ({:.1} s) and the GPU \
+                             process stopped it",
+                            self.gpu_work_timeout.as_secs_f64()
+                        );
+                        say(&format!("{msg}; stopping the VM"));
+                        return self.finish(EXIT_GPU_STALLED, msg);
                     }
                     let msg = gpu_death(&exit, blocked.as_deref());
                     say(&format!("{msg}; stopping the VM"));
