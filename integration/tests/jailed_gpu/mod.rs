@@ -7,6 +7,8 @@
 #[path = "../../../vhost-user-device/tests/support/mod.rs"]
 pub mod support;
 
+pub mod busy_recording;
+
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

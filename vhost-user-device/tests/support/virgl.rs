@@ -142,6 +142,11 @@ pub fn clear_and_triangle(
     )
 }
 
+/// The color a [`busy_draw`] starts each pixel from (RGBA); each iteration scales it by
+/// [`BUSY_DECAY`].
+pub const BUSY_COLOR: [f32; 4] = [0.2, 0.6, 1.0, 1.0];
+pub const BUSY_DECAY: f32 = 0.9999;
+
 /// How much work each pixel of a [`busy_draw`] does.
 #[derive(Clone, Copy, Debug)]
 pub enum Work {
@@ -162,7 +167,7 @@ pub fn busy_draw(target: u32, vertex_buffer: u32, size: (u32, u32), work: Work) 
         Work::Endless => looping_fragment_shader(2, 1.0e8),
     };
     let black = [0.0, 0.0, 0.0, 1.0];
-    let color = [0.2, 0.6, 1.0, 1.0];
+    let color = BUSY_COLOR;
     clear_and_draw(target, vertex_buffer, size, black, (whole, color), &shader)
 }
 
@@ -175,7 +180,7 @@ fn looping_fragment_shader(depth: usize, bound: f32) -> String {
         "DCL IN[0], COLOR, PERSPECTIVE".into(),
         "DCL OUT[0], COLOR".into(),
         format!("DCL TEMP[0..{depth}]"),
-        format!("IMM[0] FLT32 {{ 0.0000, 1.0000, 0.9999, {bound:.4} }}"),
+        format!("IMM[0] FLT32 {{ 0.0000, 1.0000, {BUSY_DECAY:.4}, {bound:.4} }}"),
         "MOV TEMP[0], IN[0]".into(),
     ];
     for level in 1..=depth {
