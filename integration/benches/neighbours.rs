@@ -1,19 +1,26 @@
 //! Noisy neighbours: several VMs' jailed GPU processes on one host's GPU (llvmpipe here: the
-//! host's CPUs), each driven by `rayvmm replay` of a recorded guest, with the host scheduler's
+//! host's CPUs), each driven by `rayvmm replay` of a recording, with the host scheduler's
 //! shares off (every GPU process at the default weight) and on (each VM's configured weight
 //! and priority as its GPU process's nice value, `scheduler::Share`), in one run:
 //!
 //! 1. the victim alone: kmscube replayed at its recorded pace (a fixed demand), in a loop;
-//! 2. the victim beside an aggressor flooding heavy submits (glmark2 replayed as fast as the
-//!    device takes it, in a loop), shares off, then on (victim interactive, aggressor batch);
-//! 3. two saturating VMs (glmark2 as fast as possible each) with weights 1:1, then 2:1.
+//! 2. the victim beside an aggressor that (a) floods heavy submits (glmark2 replayed as fast
+//!    as the device takes it), (b) submits one long draw after another (a synthetic guest whose
+//!    single draw takes about 1.5 s alone), (c) submits a draw that never finishes (stopped by
+//!    the GPU work timeout, 1.8 s, and started again); each with shares off, then on (victim
+//!    interactive, aggressor batch);
+//! 3. two saturating VMs (glmark2 as fast as possible each) with shares off, then weights 1:1
+//!    and 2:1.
 //!
-//! Measured: each VM's presented frames per second and how late its frames were (p50, p99,
-//! worst: from when a RESOURCE_FLUSH was due, at the recorded pace for the victim, to its
-//! completion); each VM's GPU time (its ray-gpu's CPU time, read from /proc every 100 ms) per
-//! 1 s window, and from it Min/Max, Jain's index and the
-//! share ratio; the saturating VMs' total frames per second. Written as a table to stdout and
-//! `neighbours.md`, and as `neighbours.json`, in `BENCH_OUT` (default `target/bench`).
+//! Measured per VM: presented frames per second; frame times (the interval between two
+//! presented frames, within one replay) p50, p99 and worst; how late frames were (from when
+//! a RESOURCE_FLUSH was due, at the recorded pace for the victim, to its completion); the
+//! longest fence wait; how often its GPU process was stopped by the work timeout; its GPU
+//! time (its ray-gpu's CPU time, read from /proc every 100 ms) per 1 s window, and from it
+//! Min/Max, Jain's index and the share ratio; the saturating VMs' total frames per second.
+//! Written as tables and target checks to stdout and `neighbours.md`, as `neighbours.json`,
+//! and as two pictures (`neighbours.png`: GPU time per window; `neighbours-frames.png`: frame
+//! times), in `BENCH_OUT` (default `target/bench`).
 //!
 //! `NEIGHBOURS_SECONDS` (default 15) is each scenario's length. Needs the recordings
 //! (`scripts/record-guests.sh`) and `target/release/rayvmm` (`RAYVMM_BIN`).
@@ -30,14 +37,34 @@ use std::time::{Duration, Instant};
 use scheduler::{jain, min_over_max, Priority, Share};
 use serde_json::{json, Value};
 
+#[path = "../tests/jailed_gpu/mod.rs"]
+mod jailed_gpu;
 #[path = "report/neighbours_plot.rs"]
 mod plot;
 #[path = "report/mod.rs"]
 mod report;
 
+use jailed_gpu::busy_recording;
+use jailed_gpu::support::virgl::Work;
+
 /// How often GPU time is sampled, and the fairness window.
 const SAMPLE: Duration = Duration::from_millis(100);
 const WINDOW: usize = 10;
+/// How long the aggressor's long draw should take alone.
+const LONG_DRAW: Duration = Duration::from_millis(1500);
+/// The iterations per pixel the long draw is calibrated from.
+const CALIBRATION_ITERATIONS: u32 = 300;
+/// What `rayvmm replay` says when the GPU work timeout stopped the GPU process.
+const STOPPED_BY_WORK_TIMEOUT: &str = "did not finish within the GPU work timeout";
+
+/// How a VM's replays end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Every frame presented and matching.
+    Completes,
+    /// Its GPU process stopped by the GPU work timeout (a draw that never finishes).
+    StoppedByWorkTimeout,
+}
 
 /// One VM of a scenario.
 #[derive(Clone)]
@@ -46,14 +73,23 @@ struct Vm {
     recording: PathBuf,
     paced: bool,
     share: Option<Share>,
+    ending: Ending,
 }
 
 /// What one VM did during a scenario.
 #[derive(Default)]
 struct VmResult {
     frames: u64,
+    /// Microseconds between presented frames, within each replay.
+    frame_us: Vec<u64>,
     /// How late each frame was presented (from when it was due).
     latency_us: Vec<u64>,
+    /// The longest any fence waited, over every replay.
+    fence_max_us: u64,
+    /// Replays whose GPU process the work timeout stopped.
+    stopped: u64,
+    /// Replays that ended otherwise than the VM's [`Ending`] says.
+    failures: Vec<String>,
     /// GPU time per sample period.
     gpu_time: Vec<Duration>,
 }
@@ -77,59 +113,127 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let length = Duration::from_secs(seconds);
+    let out = report::out_dir(&root);
+    std::fs::create_dir_all(&out).expect("create the report directory");
+    println!("calibrating the long draw ...");
+    let (long_draw, long_draw_alone) = long_draw_recording(&rayvmm, &out);
+    println!("long draw: {:.2} s alone", long_draw_alone.as_secs_f64());
+    let endless = out.join("busy-endless.raygrec");
+    busy_recording::write(&endless, Work::Endless, 1).expect("write the endless draw");
     let vm = |name, recording: &Path, paced, share| Vm {
         name,
         recording: recording.to_path_buf(),
         paced,
         share,
+        ending: Ending::Completes,
     };
     let share = |w, p| Some(Share::new(w, p).expect("a valid share"));
-    let scenarios: Vec<(&str, Vec<Vm>)> = vec![
-        ("victim alone", vec![vm("victim", &kmscube, true, None)]),
-        (
-            "victim + flooding aggressor, shares off",
+    let victim = |on: bool| {
+        vm(
+            "victim",
+            &kmscube,
+            true,
+            on.then(|| share(100, Priority::Interactive)).flatten(),
+        )
+    };
+    let aggressor = |recording: &Path, on: bool| Vm {
+        ending: match recording == endless {
+            true => Ending::StoppedByWorkTimeout,
+            false => Ending::Completes,
+        },
+        ..vm(
+            "aggressor",
+            recording,
+            false,
+            on.then(|| share(100, Priority::Batch)).flatten(),
+        )
+    };
+    let mut scenarios: Vec<(String, Vec<Vm>)> = vec![("victim alone".into(), vec![victim(false)])];
+    for (what, recording) in [
+        ("(a) flooding aggressor", &glmark2),
+        ("(b) 1.5 s draws", &long_draw),
+        ("(c) endless draw", &endless),
+    ] {
+        for on in [false, true] {
+            let shares = ["shares off", "shares on"][usize::from(on)];
+            scenarios.push((
+                format!("victim + {what}, {shares}"),
+                vec![victim(on), aggressor(recording, on)],
+            ));
+        }
+    }
+    for (title, weights) in [
+        ("two saturating VMs, shares off", None),
+        ("two saturating VMs, weights 1:1", Some((100, 100))),
+        ("two saturating VMs, weights 2:1", Some((100, 50))),
+    ] {
+        let pick = |w: Option<u32>| w.and_then(|w| share(w, Priority::Normal));
+        scenarios.push((
+            title.into(),
             vec![
-                vm("victim", &kmscube, true, None),
-                vm("aggressor", &glmark2, false, None),
+                vm("a", &glmark2, false, pick(weights.map(|w| w.0))),
+                vm("b", &glmark2, false, pick(weights.map(|w| w.1))),
             ],
-        ),
-        (
-            "victim + flooding aggressor, shares on (interactive / batch)",
-            vec![
-                vm("victim", &kmscube, true, share(100, Priority::Interactive)),
-                vm("aggressor", &glmark2, false, share(100, Priority::Batch)),
-            ],
-        ),
-        (
-            "two saturating VMs, weights 1:1",
-            vec![
-                vm("a", &glmark2, false, share(100, Priority::Normal)),
-                vm("b", &glmark2, false, share(100, Priority::Normal)),
-            ],
-        ),
-        (
-            "two saturating VMs, weights 2:1",
-            vec![
-                vm("a", &glmark2, false, share(100, Priority::Normal)),
-                vm("b", &glmark2, false, share(50, Priority::Normal)),
-            ],
-        ),
-    ];
+        ));
+    }
     let mut report = Vec::new();
     for (title, vms) in &scenarios {
         println!("{title}: {seconds} s ...");
         let results = run_scenario(&rayvmm, vms, length);
         report.push(summarise(title, vms, &results, length));
     }
-    let table = table(&report);
-    print!("{table}");
-    let json = json!({ "seconds": seconds, "scenarios": report });
-    report::write(&root, "neighbours", &json, &table);
-    let png = report::out_dir(&root).join("neighbours.png");
-    match plot::gpu_time_panels(&report, &png) {
-        Ok(()) => println!("plot: {}", png.display()),
-        Err(e) => println!("plot not written: {e}"),
+    let mut text = table(&report);
+    text += &targets(&report);
+    print!("{text}");
+    let json = json!({
+        "seconds": seconds,
+        "long_draw_alone_seconds": long_draw_alone.as_secs_f64(),
+        "scenarios": report,
+    });
+    report::write(&root, "neighbours", &json, &text);
+    for (name, draw) in [
+        ("neighbours.png", plot::gpu_time_panels as PlotFn),
+        ("neighbours-frames.png", plot::frame_time_panels),
+    ] {
+        let png = out.join(name);
+        match draw(&report, &png) {
+            Ok(()) => println!("plot: {}", png.display()),
+            Err(e) => println!("plot not written: {e}"),
+        }
     }
+}
+
+type PlotFn = fn(&[Value], &Path) -> Result<(), String>;
+
+/// Writes the aggressor's long-draw recording into `out`: one draw whose iterations are
+/// scaled from a calibration run so that it takes about [`LONG_DRAW`] alone. Returns its path
+/// and how long its fence waited when replayed alone.
+fn long_draw_recording(rayvmm: &Path, out: &Path) -> (PathBuf, Duration) {
+    let path = out.join("busy-long-draw.raygrec");
+    busy_recording::write(&path, Work::Iterations(CALIBRATION_ITERATIONS), 1)
+        .expect("write the calibration draw");
+    let calibration = solo_fence_wait(rayvmm, &path);
+    let scale = LONG_DRAW.as_secs_f64() / calibration.as_secs_f64().max(1e-3);
+    let iterations = (f64::from(CALIBRATION_ITERATIONS) * scale).clamp(10.0, 1e6) as u32;
+    busy_recording::write(&path, Work::Iterations(iterations), 1).expect("write the long draw");
+    (path.clone(), solo_fence_wait(rayvmm, &path))
+}
+
+/// The longest fence wait of one replay of `recording` alone.
+fn solo_fence_wait(rayvmm: &Path, recording: &Path) -> Duration {
+    let output = Command::new(rayvmm)
+        .args(["replay", "--json", "--tolerance", "2"])
+        .arg(recording)
+        .output()
+        .expect("run rayvmm replay");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(report["frames_match"], true, "{report:#}");
+    Duration::from_micros(report["fence_us_max"].as_u64().unwrap_or(0))
 }
 
 /// Runs every VM of a scenario for `length`, each replaying its recording again and again,
@@ -162,24 +266,21 @@ fn run_scenario(rayvmm: &Path, vms: &[Vm], length: Duration) -> Vec<VmResult> {
     drivers
         .into_iter()
         .zip(gpu_time)
-        .map(|(driver, gpu_time)| {
-            let (frames, latency_us) = driver.join().expect("a replay driver");
-            VmResult {
-                frames,
-                latency_us,
-                gpu_time,
-            }
+        .map(|(driver, gpu_time)| VmResult {
+            gpu_time,
+            ..driver.join().expect("a replay driver")
         })
         .collect()
 }
 
-/// Replays `vm`'s recording until told to stop; returns the frames presented and how late
-/// each was. `pid` holds the running `rayvmm replay`'s pid.
-fn drive(rayvmm: &Path, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBool) -> (u64, Vec<u64>) {
-    let (mut frames, mut intervals) = (0, Vec::new());
+/// Replays `vm`'s recording until told to stop; returns what its replays measured. `pid`
+/// holds the running `rayvmm replay`'s pid.
+fn drive(rayvmm: &Path, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBool) -> VmResult {
+    let mut result = VmResult::default();
     while !stop.load(Ordering::SeqCst) {
         let mut cmd = Command::new(rayvmm);
-        cmd.args(["replay", "--json"]).arg(&vm.recording);
+        cmd.args(["replay", "--json", "--tolerance", "2"])
+            .arg(&vm.recording);
         if vm.paced {
             cmd.args(["--pace", "recorded"]);
         }
@@ -194,24 +295,41 @@ fn drive(rayvmm: &Path, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBool) ->
         *pid.lock().unwrap() = Some(child.id());
         let out = child.wait_with_output().expect("rayvmm replay ends");
         *pid.lock().unwrap() = None;
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{}: no report ({e}): {}",
-                vm.name,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        assert_eq!(report["frames_match"], true, "{}: {report:#}", vm.name);
-        frames += report["flushes"].as_u64().unwrap_or(0);
-        intervals.extend(
-            report["frame_latency_us"]
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if vm.ending == Ending::StoppedByWorkTimeout {
+            match out.status.code() == Some(2) && stderr.contains(STOPPED_BY_WORK_TIMEOUT) {
+                true => result.stopped += 1,
+                false => result.failures.push(format!("{}: {stderr}", out.status)),
+            }
+            continue;
+        }
+        let report: Value = match serde_json::from_slice(&out.stdout) {
+            Ok(report) => report,
+            Err(e) => {
+                result.failures.push(format!("no report ({e}): {stderr}"));
+                continue;
+            }
+        };
+        if report["frames_match"] != true || report["error_responses"] != 0 {
+            result
+                .failures
+                .push(format!("frames or responses wrong: {stderr}"));
+        }
+        let numbers = |key: &str| -> Vec<u64> {
+            report[key]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(Value::as_u64),
-        );
+                .filter_map(Value::as_u64)
+                .collect()
+        };
+        result.frames += report["flushes"].as_u64().unwrap_or(0);
+        result.frame_us.extend(numbers("frame_intervals_us"));
+        result.latency_us.extend(numbers("frame_latency_us"));
+        let fence_max = report["fence_us_max"].as_u64().unwrap_or(0);
+        result.fence_max_us = result.fence_max_us.max(fence_max);
     }
-    (frames, intervals)
+    result
 }
 
 /// GPU time used since the last call by the jailed ray-gpu of `rayvmm replay` `root` (its
@@ -250,27 +368,43 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
 }
 
-/// Per VM: fps and frame times; for the scenario: GPU-time shares per window and fairness.
+/// Per VM: fps, frame times, lateness, fences, stops and GPU time; for the scenario:
+/// GPU-time shares per window and fairness.
 fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) -> Value {
     let per_vm: Vec<Value> = vms
         .iter()
         .zip(results)
         .map(|(vm, r)| {
-            let mut sorted = r.latency_us.clone();
-            sorted.sort_unstable();
+            let mut late = r.latency_us.clone();
+            late.sort_unstable();
+            let mut frames = r.frame_us.clone();
+            frames.sort_unstable();
             let total: Duration = r.gpu_time.iter().sum();
             let per_window: Vec<f64> = r
                 .gpu_time
                 .chunks_exact(WINDOW)
                 .map(|w| w.iter().sum::<Duration>().as_secs_f64())
                 .collect();
+            let series: Vec<f64> = r
+                .frame_us
+                .iter()
+                .map(|&us| (us as f64 / 100.0).round() / 10.0)
+                .collect();
             json!({
                 "vm": vm.name,
                 "nice": vm.share.map_or(0, |s| s.nice()),
                 "fps": r.frames as f64 / length.as_secs_f64(),
-                "late_ms_p50": percentile(&sorted, 0.50),
-                "late_ms_p99": percentile(&sorted, 0.99),
-                "late_ms_max": percentile(&sorted, 1.0),
+                "frame_ms_p50": percentile(&frames, 0.50),
+                "frame_ms_p99": percentile(&frames, 0.99),
+                "frame_ms_max": percentile(&frames, 1.0),
+                "frame_ms": series,
+                "late_ms_p50": percentile(&late, 0.50),
+                "late_ms_p99": percentile(&late, 0.99),
+                "late_ms_max": percentile(&late, 1.0),
+                "fence_ms_max": r.fence_max_us as f64 / 1000.0,
+                "stopped_by_work_timeout": r.stopped,
+                "failures": r.failures.iter().take(3).collect::<Vec<_>>(),
+                "failure_count": r.failures.len(),
                 "gpu_seconds": total.as_secs_f64(),
                 "gpu_seconds_per_window": per_window,
             })
@@ -322,28 +456,36 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) ->
 
 fn table(report: &[Value]) -> String {
     let mut out = String::from(
-        "\n| scenario | VM (nice) | fps | frame lateness ms p50 / p99 / max | GPU s |\n|---|---|---|---|---|\n",
+        "\n| scenario | VM (nice) | fps | frame time ms p50 / p99 / max | lateness ms p99 / max | longest fence ms | stopped | failed | GPU s |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in report {
         for v in s["vms"].as_array().unwrap() {
+            let f = |key: &str| v[key].as_f64().unwrap_or(0.0);
             out += &format!(
-                "| {} | {} ({}) | {:.1} | {:.1} / {:.1} / {:.1} | {:.2} |\n",
+                "| {} | {} ({}) | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {} | {} | {:.2} |\n",
                 s["scenario"].as_str().unwrap(),
                 v["vm"].as_str().unwrap(),
                 v["nice"],
-                v["fps"].as_f64().unwrap(),
-                v["late_ms_p50"].as_f64().unwrap(),
-                v["late_ms_p99"].as_f64().unwrap(),
-                v["late_ms_max"].as_f64().unwrap(),
-                v["gpu_seconds"].as_f64().unwrap(),
+                f("fps"),
+                f("frame_ms_p50"),
+                f("frame_ms_p99"),
+                f("frame_ms_max"),
+                f("late_ms_p99"),
+                f("late_ms_max"),
+                f("fence_ms_max"),
+                v["stopped_by_work_timeout"],
+                v["failure_count"],
+                f("gpu_seconds"),
             );
         }
     }
     out += "\n| scenario | 1 s windows | weighted Min/Max median (worst) | weighted Jain median (worst) | GPU-time ratio a/b | total fps |\n|---|---|---|---|---|---|\n";
-    for s in report
-        .iter()
-        .filter(|s| s["vms"].as_array().unwrap().len() > 1)
-    {
+    for s in report.iter().filter(|s| {
+        s["scenario"]
+            .as_str()
+            .unwrap()
+            .starts_with("two saturating")
+    }) {
         out += &format!(
             "| {} | {} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.2} | {:.1} |\n",
             s["scenario"].as_str().unwrap(),
@@ -354,6 +496,157 @@ fn table(report: &[Value]) -> String {
             s["weighted_jain_worst"].as_f64().unwrap(),
             s["gpu_time_ratio_median"].as_f64().unwrap(),
             s["total_fps"].as_f64().unwrap(),
+        );
+    }
+    out
+}
+
+/// Issue 12's targets, each with what this run measured, with the host scheduler's shares
+/// off and on.
+fn targets(report: &[Value]) -> String {
+    let scenario = |title: &str| {
+        report
+            .iter()
+            .find(|s| s["scenario"].as_str() == Some(title))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let vm = |title: &str, name: &str| {
+        scenario(title)["vms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["vm"].as_str() == Some(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let num = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+    let solo = vm("victim alone", "victim");
+    let (solo_fps, solo_p99) = (num(&solo, "fps"), num(&solo, "frame_ms_p99"));
+    let mut rows: Vec<(String, String, f64, f64, bool)> = Vec::new();
+    let mut both =
+        |target: String, what: &str, value: &dyn Fn(&str) -> f64, met: &dyn Fn(f64) -> bool| {
+            let off = value(&format!("{what}, shares off"));
+            let on = value(&format!("{what}, shares on"));
+            rows.push((target, String::new(), off, on, met(on)));
+        };
+    let victim_of = |title: &str| vm(title, "victim");
+    both(
+        "(a) victim fps / solo >= 0.95".into(),
+        "victim + (a) flooding aggressor",
+        &|t| num(&victim_of(t), "fps") / solo_fps,
+        &|v| v >= 0.95,
+    );
+    for (tag, what) in [
+        ("(a)", "victim + (a) flooding aggressor"),
+        ("(b)", "victim + (b) 1.5 s draws"),
+    ] {
+        both(
+            format!(
+                "{tag} victim p99 frame time ms <= solo p99 + 16.7 ({:.1})",
+                solo_p99 + 16.7
+            ),
+            what,
+            &|t| num(&victim_of(t), "frame_ms_p99"),
+            &|v| v <= solo_p99 + 16.7,
+        );
+        both(
+            format!("{tag} victim worst frame ms <= 100"),
+            what,
+            &|t| num(&victim_of(t), "frame_ms_max"),
+            &|v| v <= 100.0,
+        );
+    }
+    let endless = "victim + (c) endless draw";
+    both(
+        "(c) victim stall (worst frame) ms <= 500".into(),
+        endless,
+        &|t| num(&victim_of(t), "frame_ms_max"),
+        &|v| v <= 500.0,
+    );
+    both(
+        "(c) victim longest fence ms <= 2000".into(),
+        endless,
+        &|t| num(&victim_of(t), "fence_ms_max"),
+        &|v| v <= 2000.0,
+    );
+    both(
+        "(c) aggressor GPU processes stopped by the work timeout (>= 1)".into(),
+        endless,
+        &|t| num(&vm(t, "aggressor"), "stopped_by_work_timeout"),
+        &|v| v >= 1.0,
+    );
+    both(
+        "(c) victim replays failed or stopped (0)".into(),
+        endless,
+        &|t| {
+            let v = victim_of(t);
+            num(&v, "failure_count") + num(&v, "stopped_by_work_timeout")
+        },
+        &|v| v == 0.0,
+    );
+    let pair = |title: &str, key: &str| num(&scenario(title), key);
+    let unscheduled = pair("two saturating VMs, shares off", "total_fps");
+    for (target, title, key, met) in [
+        (
+            "1:1 GPU-time Min/Max >= 0.97",
+            "two saturating VMs, weights 1:1",
+            "weighted_min_over_max_median",
+            0.97,
+        ),
+        (
+            "1:1 Jain's index >= 0.99",
+            "two saturating VMs, weights 1:1",
+            "weighted_jain_median",
+            0.99,
+        ),
+    ] {
+        let value = pair(title, key);
+        rows.push((
+            target.into(),
+            "median of 1 s windows".into(),
+            f64::NAN,
+            value,
+            value >= met,
+        ));
+    }
+    let ratio = pair("two saturating VMs, weights 2:1", "gpu_time_ratio_median");
+    rows.push((
+        "2:1 GPU-time ratio within 5% of 2".into(),
+        "median of 1 s windows".into(),
+        pair("two saturating VMs, shares off", "gpu_time_ratio_median"),
+        ratio,
+        (ratio - 2.0).abs() <= 0.1,
+    ));
+    for title in [
+        "two saturating VMs, weights 1:1",
+        "two saturating VMs, weights 2:1",
+    ] {
+        let value = pair(title, "total_fps") / unscheduled;
+        rows.push((
+            format!(
+                "{} throughput / shares off >= 0.96",
+                title.trim_start_matches("two saturating VMs, ")
+            ),
+            "total fps".into(),
+            1.0,
+            value,
+            value >= 0.96,
+        ));
+    }
+    let mut out = String::from(
+        "\n| target | note | shares off | shares on | met (on) |\n|---|---|---|---|---|\n",
+    );
+    for (target, note, off, on, met) in rows {
+        let show = |v: f64| match v.is_nan() {
+            true => "-".to_string(),
+            false => format!("{v:.3}"),
+        };
+        out += &format!(
+            "| {target} | {note} | {} | {} | {} |\n",
+            show(off),
+            show(on),
+            ["no", "yes"][usize::from(met)]
         );
     }
     out

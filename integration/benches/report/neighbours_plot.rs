@@ -1,5 +1,8 @@
-//! The noisy-neighbour benchmark's picture: one panel per scenario, each VM's GPU time per
-//! 1 s window as a line (0 to the busiest window of the run), drawn into a PNG by hand.
+//! The noisy-neighbour benchmark's pictures, drawn into PNGs by hand: one panel per scenario,
+//! one line per VM (blue: the victim or VM a; red: the aggressor or VM b). `neighbours.png`:
+//! GPU time per 1 s window (0 to the busiest window of the run); `neighbours-frames.png`:
+//! every frame time in order (0 to 200 ms, longer frames drawn at the top; grey lines at
+//! 16.7 ms and 100 ms).
 
 use std::path::Path;
 
@@ -59,41 +62,74 @@ impl Canvas {
     }
 }
 
-/// Draws the scenarios of `report` (the benchmark's JSON entries) into `path`.
+/// One series of values per VM of a scenario.
+type Series = fn(&Value) -> Vec<Vec<f64>>;
+
+fn vm_series(scenario: &Value, key: &str) -> Vec<Vec<f64>> {
+    scenario["vms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            v[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .collect()
+        })
+        .collect()
+}
+
+/// Draws each VM's GPU time per 1 s window, per scenario of `report`, into `path`.
 pub fn gpu_time_panels(report: &[Value], path: &Path) -> Result<(), String> {
-    let series = |s: &Value| -> Vec<Vec<f64>> {
-        s["vms"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| {
-                v["gpu_seconds_per_window"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_f64)
-                    .collect()
-            })
-            .collect()
-    };
+    let series: Series = |s| vm_series(s, "gpu_seconds_per_window");
     let top = report
         .iter()
         .flat_map(|s| series(s).into_iter().flatten())
         .fold(0.0f64, f64::max)
         .max(1e-9);
+    panels(report, path, series, top, &[])
+}
+
+/// Draws each VM's frame times, per scenario of `report`, into `path`.
+pub fn frame_time_panels(report: &[Value], path: &Path) -> Result<(), String> {
+    panels(
+        report,
+        path,
+        |s| vm_series(s, "frame_ms"),
+        200.0,
+        &[16.7, 100.0],
+    )
+}
+
+/// One panel per scenario with `series` drawn from 0 to `top` (values above at the top), and
+/// a grey line at each of `marks`.
+fn panels(
+    report: &[Value],
+    path: &Path,
+    series: Series,
+    top: f64,
+    marks: &[f64],
+) -> Result<(), String> {
     let height = MARGIN + report.len() as u32 * (PANEL + MARGIN);
     let mut canvas = Canvas::new(WIDTH, height);
     for (p, scenario) in report.iter().enumerate() {
         let y0 = MARGIN + p as u32 * (PANEL + MARGIN);
         let (x0, x1, y1) = (MARGIN, WIDTH - MARGIN, y0 + PANEL);
         canvas.rectangle((x0, y0), (x1, y1), [0x80; 3]);
+        let y_of = |value: f64| f64::from(y1) - f64::from(PANEL) * value.min(top) / top;
+        for &mark in marks {
+            let y = y_of(mark);
+            canvas.line((f64::from(x0), y), (f64::from(x1), y), [0xc0; 3]);
+        }
         for (v, values) in series(scenario).iter().enumerate() {
             let colour = COLOURS[v % COLOURS.len()];
             let span = (values.len().max(2) - 1) as f64;
             let point = |i: usize, value: f64| {
                 (
                     f64::from(x0) + f64::from(x1 - x0) * i as f64 / span,
-                    f64::from(y1) - f64::from(PANEL) * value / top,
+                    y_of(value),
                 )
             };
             for (i, pair) in values.windows(2).enumerate() {
