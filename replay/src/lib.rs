@@ -139,8 +139,8 @@ pub struct ReplayReport {
     pub frames: Vec<FrameCheck>,
     /// The recording ended at a device reset; what followed was not replayed.
     pub stopped_at_reset: bool,
-    /// Microseconds between one presented frame (a completed RESOURCE_FLUSH) and the next:
-    /// the frame times a guest would see.
+    /// Microseconds between one presented frame (a completed RESOURCE_FLUSH) and the next,
+    /// less the time frame checks took between them: the frame times a guest would see.
     pub frame_intervals_us: Vec<u64>,
     /// Microseconds from when each frame was due (its RESOURCE_FLUSH sent; at the recorded
     /// pace, the moment the guest sent it) to its completion: how late frames were presented.
@@ -249,7 +249,6 @@ pub fn replay<R: Read>(
         fence_us_p99: 0,
         fence_us_max: 0,
     };
-    let mut checking = Duration::ZERO;
     let started = Instant::now();
     let mut first_at = None;
     let mut index = 0u64;
@@ -277,7 +276,9 @@ pub fn replay<R: Read>(
                 let mut due = Instant::now();
                 if options.pace == Pace::Recorded {
                     let first = *first_at.get_or_insert(at_us);
-                    due = started + checking + Duration::from_micros(at_us.saturating_sub(first));
+                    due = started
+                        + session.checking
+                        + Duration::from_micros(at_us.saturating_sub(first));
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
                 }
                 let flush = command_type(&request) == Some(CMD_RESOURCE_FLUSH);
@@ -296,7 +297,7 @@ pub fn replay<R: Read>(
                     .frame()
                     .map_err(|message| ReplayError::FrameSource { index, message })?;
                 report.frames.push(compare(&frame, shown, &options));
-                checking += check_started.elapsed();
+                session.checking += check_started.elapsed();
             }
             Record::Reset { .. } if report.commands == 0 => {}
             Record::Reset { .. } => {
@@ -314,12 +315,12 @@ pub fn replay<R: Read>(
     report.frame_intervals_us = session
         .presented
         .windows(2)
-        .map(|w| micros(w[1].1 - w[0].1))
+        .map(|w| micros((w[1].1 - w[0].1).saturating_sub(w[1].2 - w[0].2)))
         .collect();
     report.frame_latency_us = session
         .presented
         .iter()
-        .map(|&(due, done)| micros(done.saturating_duration_since(due)))
+        .map(|&(due, done, _)| micros(done.saturating_duration_since(due)))
         .collect();
     let mut fence_waits: Vec<u64> = session.fence_waits.iter().map(|&d| micros(d)).collect();
     fence_waits.sort_unstable();
@@ -329,7 +330,7 @@ pub fn replay<R: Read>(
         .copied()
         .unwrap_or(0);
     report.fence_us_max = fence_waits.last().copied().unwrap_or(0);
-    report.seconds = (started.elapsed() - checking).as_secs_f64();
+    report.seconds = (started.elapsed() - session.checking).as_secs_f64();
     report.fps = report.flushes as f64 / report.seconds.max(1e-9);
     Ok(report)
 }
@@ -403,9 +404,11 @@ struct Session {
     event_idx: bool,
     /// Commands the device answered with an error.
     errors: u64,
-    /// When each RESOURCE_FLUSH was due (sent, or scheduled at the recorded pace) and when it
-    /// completed.
-    presented: Vec<(Instant, Instant)>,
+    /// When each RESOURCE_FLUSH was due (sent, or scheduled at the recorded pace), when it
+    /// completed, and how long frame checks had taken by then.
+    presented: Vec<(Instant, Instant, Duration)>,
+    /// Time spent checking frames (outside the timed replay).
+    checking: Duration,
     /// How long each fenced command took from being sent to being seen answered.
     fence_waits: Vec<Duration>,
 }
@@ -507,6 +510,7 @@ impl Session {
             event_idx: acked & VIRTIO_RING_F_EVENT_IDX != 0,
             errors: 0,
             presented: Vec::new(),
+            checking: Duration::ZERO,
             fence_waits: Vec::new(),
         })
     }
@@ -565,7 +569,7 @@ impl Session {
                     continue;
                 };
                 if let Some(due) = done.flush {
-                    self.presented.push((due, Instant::now()));
+                    self.presented.push((due, Instant::now(), self.checking));
                 }
                 if let Some(sent) = done.fenced {
                     self.fence_waits.push(sent.elapsed());

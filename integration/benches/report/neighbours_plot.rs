@@ -1,8 +1,8 @@
 //! The noisy-neighbour benchmark's pictures, drawn into PNGs by hand: one panel per scenario,
 //! one line per VM (blue: the victim or VM a; red: the aggressor or VM b). `neighbours.png`:
 //! GPU time per 1 s window (0 to the busiest window of the run); `neighbours-frames.png`:
-//! every frame time in order (0 to 200 ms, longer frames drawn at the top; grey lines at
-//! 16.7 ms and 100 ms).
+//! how late each frame was, in order (0 to 200 ms, later frames drawn at the top; grey lines
+//! at 16.7 ms and 100 ms).
 
 use std::path::Path;
 
@@ -92,12 +92,12 @@ pub fn gpu_time_panels(report: &[Value], path: &Path) -> Result<(), String> {
     panels(report, path, series, top, &[])
 }
 
-/// Draws each VM's frame times, per scenario of `report`, into `path`.
+/// Draws how late each VM's frames were, per scenario of `report`, into `path`.
 pub fn frame_time_panels(report: &[Value], path: &Path) -> Result<(), String> {
     panels(
         report,
         path,
-        |s| vm_series(s, "frame_ms"),
+        |s| vm_series(s, "late_ms"),
         200.0,
         &[16.7, 100.0],
     )
