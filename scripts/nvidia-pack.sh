@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs what the NVIDIA GPU host needs for scripts/nvidia-run.sh into .devcarry/ (and the
 # glvnd packages into .gl/), both ignored by git and carried by the `device` tool:
-#   .devcarry/bin/      rayvmm, ray-gpu, the probe build of ray-gpu, the replay benchmark
+#   .devcarry/bin/      rayvmm, ray-gpu, the probe build of ray-gpu, the replay and
+#                       noisy-neighbour benchmarks
 #                       (release builds here, glibc 2.36, stripped; they run on Ubuntu 24.04)
 #   .devcarry/libs/     Debian's virglrenderer and the libraries it links that the host lacks
 #   .devcarry/recordings/  the guest recordings (scripts/record-guests.sh)
@@ -22,7 +23,7 @@ cp .cache/recordings/kmscube.raygrec .cache/recordings/glmark2.raygrec "$carry/r
 printf 'cargo: release rayvmm, ray-gpu and the replay benchmark, probe ray-gpu ... '
 {
   cargo build --release -p vmm -p gpu-process
-  cargo bench -p integration --bench replay --no-run
+  cargo bench -p integration --bench replay --bench neighbours --no-run
   # The probe build as scripts/test.sh makes it: in the shared target dir, copied aside,
   # then the ordinary debug ray-gpu rebuilt over it.
   cargo build -p gpu-process --features probe
@@ -31,10 +32,12 @@ printf 'cargo: release rayvmm, ray-gpu and the replay benchmark, probe ray-gpu .
 } >"$carry/build.log" 2>&1 || { echo "failed (see $carry/build.log)"; exit 1; }
 echo done
 bench=$(ls -t target/release/deps/replay-* | grep -v '\.d$' | head -n1)
+neighbours=$(ls -t target/release/deps/neighbours-* | grep -v '\.d$' | head -n1)
 strip -o "$carry/bin/rayvmm" target/release/rayvmm
 strip -o "$carry/bin/ray-gpu" target/release/ray-gpu
 strip -o "$carry/bin/ray-gpu-probe" target/probe/debug/ray-gpu
 strip -o "$carry/bin/replay-bench" "$bench"
+strip -o "$carry/bin/neighbours-bench" "$neighbours"
 
 # Debian's libraries that ray-gpu links and Ubuntu's GPU image lacks (../shared/FACTS.md).
 libs="libvirglrenderer.so.1 libepoxy.so.0 libgbm.so.1 libdrm.so.2 libva.so.2 libva-drm.so.2

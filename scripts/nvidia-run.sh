@@ -11,6 +11,8 @@
 #   probes   escape probes from a process rendering on the GPU -> probes.txt
 #   bench    the replay benchmark: jailed vs unjailed on the GPU, and on llvmpipe where the
 #            host has Mesa -> replay-nvidia.{md,json}, replay-llvmpipe-h200.{md,json}
+#   neighbours  the noisy-neighbour benchmark with every VM on the GPU (NEIGHBOURS_SECONDS,
+#            default 8) -> neighbours.{md,json,png}, neighbours-frames.png
 # Output: $OUT (the device tool's) or target/nvidia-run/; a summary on stdout.
 #
 #   bash scripts/nvidia-run.sh [STEP...]
@@ -24,7 +26,7 @@ bin=$carry/bin
 gpu=/dev/nvidia0
 export RAYOS_POLICY_DIR=$PWD/policies
 recordings="kmscube glmark2"
-steps=${*:-setup report learn replay probes bench}
+steps=${*:-setup report learn replay probes bench neighbours}
 # The recordings were made on llvmpipe: across renderers, frames match when every channel is
 # within TOLERANCE of the recorded one on all but OUTLIERS of the pixels.
 TOLERANCE=${TOLERANCE:-16}
@@ -135,4 +137,13 @@ if has_step bench; then
   else
     echo "llvmpipe: this host has no Mesa EGL vendor (50_mesa.json): not measured"
   fi
+fi
+
+if has_step neighbours; then
+  say "noisy-neighbour benchmark on $gpu"
+  NEIGHBOURS_GPU=$gpu NEIGHBOURS_SECONDS=${NEIGHBOURS_SECONDS:-8} \
+    NEIGHBOURS_RECORDINGS=$PWD/$carry/recordings \
+    NEIGHBOURS_TOLERANCE=$TOLERANCE NEIGHBOURS_OUTLIERS=$OUTLIERS \
+    RAYVMM_BIN=$PWD/$bin/rayvmm BENCH_OUT=$out \
+    "$bin/neighbours-bench" 2>&1 | tail -n 45
 fi

@@ -24,7 +24,8 @@
 //! times), in `BENCH_OUT` (default `target/bench`).
 //!
 //! `NEIGHBOURS_SECONDS` (default 15) is each scenario's length. Needs the recordings
-//! (`scripts/record-guests.sh`) and `target/release/rayvmm` (`RAYVMM_BIN`).
+//! (`scripts/record-guests.sh`, or `NEIGHBOURS_RECORDINGS`) and `target/release/rayvmm`
+//! (`RAYVMM_BIN`); `NEIGHBOURS_GPU` renders every VM on that GPU node (see [`Replayer`]).
 //!
 //! `cargo build --release -p vmm -p gpu-process && cargo bench -p integration --bench neighbours`
 
@@ -61,6 +62,46 @@ const CALIBRATION_ITERATIONS: (u32, u32) = (1000, 4000);
 const WARM_UP_FRAMES: usize = 8;
 /// What `rayvmm replay` says when the GPU work timeout stopped the GPU process.
 const STOPPED_BY_WORK_TIMEOUT: &str = "did not finish within the GPU work timeout";
+
+/// How every VM's `rayvmm replay` runs: which binary, on which GPU, how frames compare.
+#[derive(Clone)]
+struct Replayer {
+    rayvmm: PathBuf,
+    args: Vec<String>,
+}
+
+impl Replayer {
+    /// `RAYVMM_BIN` (default `target/release/rayvmm`); `NEIGHBOURS_GPU` (a GPU node every
+    /// replay renders on; default none, llvmpipe); `NEIGHBOURS_TOLERANCE` and
+    /// `NEIGHBOURS_OUTLIERS` (default 2 and 0: the synthetic draws' colours are computed, not
+    /// recorded; across renderers the recorded guests need more).
+    fn from_env(root: &Path) -> Replayer {
+        let env = |name: &str, default: &str| std::env::var(name).unwrap_or(default.into());
+        let mut args = vec![
+            "--tolerance".to_string(),
+            env("NEIGHBOURS_TOLERANCE", "2"),
+            "--outliers".into(),
+            env("NEIGHBOURS_OUTLIERS", "0"),
+        ];
+        if let Ok(gpu) = std::env::var("NEIGHBOURS_GPU") {
+            args.extend(["--gpu".into(), gpu]);
+        }
+        let rayvmm = std::env::var("RAYVMM_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target/release/rayvmm"));
+        Replayer { rayvmm, args }
+    }
+
+    /// `rayvmm replay --json` of `recording` with the common arguments.
+    fn command(&self, recording: &Path) -> Command {
+        let mut command = Command::new(&self.rayvmm);
+        command
+            .args(["replay", "--json"])
+            .args(&self.args)
+            .arg(recording);
+        command
+    }
+}
 
 /// How a VM's replays end.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -101,7 +142,9 @@ struct VmResult {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let recordings = root.join(".cache/recordings");
+    let recordings = std::env::var("NEIGHBOURS_RECORDINGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join(".cache/recordings"));
     let (kmscube, glmark2) = (
         recordings.join("kmscube.raygrec"),
         recordings.join("glmark2.raygrec"),
@@ -110,9 +153,7 @@ fn main() {
         println!("neighbours benchmark skipped: no recordings in {recordings:?} (bash scripts/record-guests.sh makes them)");
         return;
     }
-    let rayvmm = std::env::var("RAYVMM_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/release/rayvmm"));
+    let replayer = Replayer::from_env(&root);
     let seconds: u64 = std::env::var("NEIGHBOURS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -121,7 +162,7 @@ fn main() {
     let out = report::out_dir(&root);
     std::fs::create_dir_all(&out).expect("create the report directory");
     println!("calibrating the long draw ...");
-    let (long_draw, long_draw_alone) = long_draw_recording(&rayvmm, &out);
+    let (long_draw, long_draw_alone) = long_draw_recording(&replayer, &out);
     println!("long draw: {:.2} s alone", long_draw_alone.as_secs_f64());
     let endless = out.join("busy-endless.raygrec");
     busy_recording::write(&endless, Work::Endless, 1).expect("write the endless draw");
@@ -184,7 +225,7 @@ fn main() {
     let mut report = Vec::new();
     for (title, vms) in &scenarios {
         println!("{title}: {seconds} s ...");
-        let results = run_scenario(&rayvmm, vms, length);
+        let results = run_scenario(&replayer, vms, length);
         report.push(summarise(title, vms, &results, length));
     }
     let mut text = table(&report);
@@ -214,11 +255,11 @@ type PlotFn = fn(&[Value], &Path) -> Result<(), String>;
 /// pixel make it take about [`LONG_DRAW`] alone. A draw's fence waits a fixed part (shader
 /// compilation, the first frame) plus a part proportional to its iterations, so two
 /// calibration draws give both. Returns its path and how long its fence waited alone.
-fn long_draw_recording(rayvmm: &Path, out: &Path) -> (PathBuf, Duration) {
+fn long_draw_recording(replayer: &Replayer, out: &Path) -> (PathBuf, Duration) {
     let path = out.join("busy-long-draw.raygrec");
     let wait = |iterations: u32| {
         busy_recording::write(&path, Work::Iterations(iterations), 1).expect("write the long draw");
-        solo_fence_wait(rayvmm, &path).as_secs_f64()
+        solo_fence_wait(replayer, &path).as_secs_f64()
     };
     let (low, high) = CALIBRATION_ITERATIONS;
     let (t_low, t_high) = (wait(low), wait(high));
@@ -230,10 +271,9 @@ fn long_draw_recording(rayvmm: &Path, out: &Path) -> (PathBuf, Duration) {
 }
 
 /// The longest fence wait of one replay of `recording` alone.
-fn solo_fence_wait(rayvmm: &Path, recording: &Path) -> Duration {
-    let output = Command::new(rayvmm)
-        .args(["replay", "--json", "--tolerance", "2"])
-        .arg(recording)
+fn solo_fence_wait(replayer: &Replayer, recording: &Path) -> Duration {
+    let output = replayer
+        .command(recording)
         .output()
         .expect("run rayvmm replay");
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
@@ -248,7 +288,7 @@ fn solo_fence_wait(rayvmm: &Path, recording: &Path) -> Duration {
 
 /// Runs every VM of a scenario for `length`, each replaying its recording again and again,
 /// while a sampler reads each VM's GPU time.
-fn run_scenario(rayvmm: &Path, vms: &[Vm], length: Duration) -> Vec<VmResult> {
+fn run_scenario(replayer: &Replayer, vms: &[Vm], length: Duration) -> Vec<VmResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let current: Vec<Arc<Mutex<Option<u32>>>> =
         vms.iter().map(|_| Arc::new(Mutex::new(None))).collect();
@@ -256,9 +296,9 @@ fn run_scenario(rayvmm: &Path, vms: &[Vm], length: Duration) -> Vec<VmResult> {
         .iter()
         .zip(&current)
         .map(|(vm, pid)| {
-            let (vm, pid, stop, rayvmm) =
-                (vm.clone(), pid.clone(), stop.clone(), rayvmm.to_owned());
-            std::thread::spawn(move || drive(&rayvmm, &vm, &pid, &stop))
+            let (vm, pid, stop, replayer) =
+                (vm.clone(), pid.clone(), stop.clone(), replayer.clone());
+            std::thread::spawn(move || drive(&replayer, &vm, &pid, &stop))
         })
         .collect();
     let mut gpu_time: Vec<Vec<Duration>> = vec![Vec::new(); vms.len()];
@@ -285,12 +325,10 @@ fn run_scenario(rayvmm: &Path, vms: &[Vm], length: Duration) -> Vec<VmResult> {
 
 /// Replays `vm`'s recording until told to stop; returns what its replays measured. `pid`
 /// holds the running `rayvmm replay`'s pid.
-fn drive(rayvmm: &Path, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBool) -> VmResult {
+fn drive(replayer: &Replayer, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBool) -> VmResult {
     let mut result = VmResult::default();
     while !stop.load(Ordering::SeqCst) {
-        let mut cmd = Command::new(rayvmm);
-        cmd.args(["replay", "--json", "--tolerance", "2"])
-            .arg(&vm.recording);
+        let mut cmd = replayer.command(&vm.recording);
         if vm.paced {
             cmd.args(["--pace", "recorded"]);
         }
