@@ -15,10 +15,10 @@
 //! Measured per VM: presented frames per second; how late frames were (from when a
 //! RESOURCE_FLUSH was due, at the recorded pace for the victim, to its completion: for a VM
 //! with a fixed demand, what a frame took beyond its recorded frame time is at most this),
-//! p50, p99 and worst, after each replay's first frames (its warm-up, reported apart); the
-//! longest fence wait; how often its GPU process was stopped by the work timeout; its GPU
-//! time (its ray-gpu's CPU time, read from /proc every 100 ms) per 1 s window, and from it
-//! Min/Max, Jain's index and the share ratio; the saturating VMs' total frames per second.
+//! p50, p99 and worst; the longest fence wait; how often the work timeout stopped its GPU
+//! process; its GPU time (its ray-gpu's CPU time, read from /proc every 100 ms) per 1 s
+//! window, and from it Min/Max, Jain's index and the share ratio; the saturating VMs' total
+//! frames per second.
 //! Written as tables and target checks to stdout and `neighbours.md`, as `neighbours.json`,
 //! and as two pictures (`neighbours.png`: GPU time per window; `neighbours-frames.png`: frame
 //! times), in `BENCH_OUT` (default `target/bench`).
@@ -56,10 +56,6 @@ const WINDOW: usize = 10;
 const LONG_DRAW: Duration = Duration::from_millis(1500);
 /// The iterations per pixel of the two draws the long draw is calibrated from.
 const CALIBRATION_ITERATIONS: (u32, u32) = (1000, 4000);
-/// Frames at the start of each replay left out of the lateness figures: the recorded
-/// guest's console and kmscube's first frame, for which the fresh GPU process compiles its
-/// shaders (about 1.5 s here, alone as beside a neighbour). Their worst is reported apart.
-const WARM_UP_FRAMES: usize = 8;
 /// What `rayvmm replay` says when the GPU work timeout stopped the GPU process.
 const STOPPED_BY_WORK_TIMEOUT: &str = "did not finish within the GPU work timeout";
 
@@ -135,10 +131,8 @@ struct Vm {
 #[derive(Default)]
 struct VmResult {
     frames: u64,
-    /// How late each frame after the warm-up was presented (from when it was due).
+    /// How late each frame was presented (from when it was due).
     latency_us: Vec<u64>,
-    /// How late the latest frame of the replays' warm-ups was.
-    warm_up_max_us: u64,
     /// The longest any fence waited, over every replay.
     fence_max_us: u64,
     /// Replays whose GPU process the work timeout stopped.
@@ -389,11 +383,7 @@ fn drive(replayer: &Replayer, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBo
                 .collect()
         };
         result.frames += report["flushes"].as_u64().unwrap_or(0);
-        let latency = numbers("frame_latency_us");
-        let warm_up = WARM_UP_FRAMES.min(latency.len());
-        let worst_warm_up = latency[..warm_up].iter().copied().max().unwrap_or(0);
-        result.warm_up_max_us = result.warm_up_max_us.max(worst_warm_up);
-        result.latency_us.extend(&latency[warm_up..]);
+        result.latency_us.extend(numbers("frame_latency_us"));
         let fence_max = report["fence_us_max"].as_u64().unwrap_or(0);
         result.fence_max_us = result.fence_max_us.max(fence_max);
     }
@@ -465,7 +455,6 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) ->
                 "late_ms_p99": percentile(&late, 0.99),
                 "late_ms_max": percentile(&late, 1.0),
                 "fence_ms_max": r.fence_max_us as f64 / 1000.0,
-                "warm_up_late_ms_max": r.warm_up_max_us as f64 / 1000.0,
                 "stopped_by_work_timeout": r.stopped,
                 "failures": r.failures.iter().take(3).collect::<Vec<_>>(),
                 "failure_count": r.failures.len(),
@@ -520,13 +509,13 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) ->
 
 fn table(report: &[Value]) -> String {
     let mut out = String::from(
-        "\n| scenario | VM (nice) | fps | lateness ms p50 / p99 / max | warm-up lateness ms max | longest fence ms | stopped | failed | GPU s |\n|---|---|---|---|---|---|---|---|---|\n",
+        "\n| scenario | VM (nice) | fps | lateness ms p50 / p99 / max | longest fence ms | stopped | failed | GPU s |\n|---|---|---|---|---|---|---|---|\n",
     );
     for s in report {
         for v in s["vms"].as_array().unwrap() {
             let f = |key: &str| v[key].as_f64().unwrap_or(0.0);
             out += &format!(
-                "| {} | {} ({}) | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} | {:.1} | {} | {} | {:.2} |\n",
+                "| {} | {} ({}) | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} | {} | {} | {:.2} |\n",
                 s["scenario"].as_str().unwrap(),
                 v["vm"].as_str().unwrap(),
                 v["nice"],
@@ -534,7 +523,6 @@ fn table(report: &[Value]) -> String {
                 f("late_ms_p50"),
                 f("late_ms_p99"),
                 f("late_ms_max"),
-                f("warm_up_late_ms_max"),
                 f("fence_ms_max"),
                 v["stopped_by_work_timeout"],
                 v["failure_count"],

@@ -279,7 +279,7 @@ pub fn replay<R: Read>(
                     due = started
                         + session.checking
                         + Duration::from_micros(at_us.saturating_sub(first));
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    session.wait_until(due, index)?;
                 }
                 let flush = command_type(&request) == Some(CMD_RESOURCE_FLUSH);
                 report.flushes += u64::from(flush);
@@ -630,6 +630,29 @@ impl Session {
         if since.elapsed() > DEVICE_TIMEOUT {
             return Err(ReplayError::Stalled(DEVICE_TIMEOUT, index));
         }
+        self.wait_call_for(q, index, Duration::from_millis(10))
+    }
+
+    /// Waits until `due` (the recorded pace), taking completed chains as they come, so that
+    /// a frame or fence is seen done when the device finished it, not when the wait ends.
+    fn wait_until(&mut self, due: Instant, index: u64) -> Result<(), ReplayError> {
+        loop {
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.wait_call_for(0, index, left.min(Duration::from_millis(10)))?;
+        }
+    }
+
+    /// Waits up to `timeout` for queue `q`'s call eventfd, then takes completed chains.
+    fn wait_call_for(
+        &mut self,
+        q: usize,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<(), ReplayError> {
+        let millis = i32::try_from(timeout.as_millis().max(1)).unwrap_or(i32::MAX);
         let mut fds = [
             libc::pollfd {
                 fd: self.queues[q].call.as_raw_fd(),
@@ -643,7 +666,7 @@ impl Session {
             },
         ];
         // SAFETY: two valid pollfds on the stack, for descriptors this session owns.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
         if fds[1].revents != 0 {
             return Err(ReplayError::Disconnected(index));
         }
