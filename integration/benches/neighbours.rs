@@ -131,6 +131,10 @@ struct Vm {
 #[derive(Default)]
 struct VmResult {
     frames: u64,
+    /// Wall time of the replays that presented them (spawn to exit): frames per second are
+    /// counted over these, not over the scenario, so a replay cut off at its end counts
+    /// neither its frames nor its time.
+    replaying: Duration,
     /// How late each frame was presented (from when it was due).
     latency_us: Vec<u64>,
     /// The longest any fence waited, over every replay.
@@ -237,7 +241,7 @@ fn main() {
     for (title, vms) in &scenarios {
         println!("{title}: {seconds} s ...");
         let results = run_scenario(&replayer, vms, length);
-        report.push(summarise(title, vms, &results, length));
+        report.push(summarise(title, vms, &results));
     }
     let mut text = table(&report);
     text += &targets(&report);
@@ -346,6 +350,7 @@ fn drive(replayer: &Replayer, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBo
         if let Some(share) = vm.share {
             cmd.args(["--gpu-nice", &share.nice().to_string()]);
         }
+        let started = Instant::now();
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -383,6 +388,7 @@ fn drive(replayer: &Replayer, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBo
                 .collect()
         };
         result.frames += report["flushes"].as_u64().unwrap_or(0);
+        result.replaying += started.elapsed();
         result.latency_us.extend(numbers("frame_latency_us"));
         let fence_max = report["fence_us_max"].as_u64().unwrap_or(0);
         result.fence_max_us = result.fence_max_us.max(fence_max);
@@ -428,7 +434,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Per VM: fps, lateness, fences, stops and GPU time; for the scenario:
 /// GPU-time shares per window and fairness.
-fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) -> Value {
+fn summarise(title: &str, vms: &[Vm], results: &[VmResult]) -> Value {
     let per_vm: Vec<Value> = vms
         .iter()
         .zip(results)
@@ -449,7 +455,7 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult], length: Duration) ->
             json!({
                 "vm": vm.name,
                 "nice": vm.share.map_or(0, |s| s.nice()),
-                "fps": r.frames as f64 / length.as_secs_f64(),
+                "fps": r.frames as f64 / r.replaying.as_secs_f64().max(1e-9),
                 "late_ms": series,
                 "late_ms_p50": percentile(&late, 0.50),
                 "late_ms_p99": percentile(&late, 0.99),
