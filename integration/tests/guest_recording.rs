@@ -8,16 +8,10 @@ mod guest_support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use guest_support::{
-    linux_args, rayvmm_binary, run_tool, scratch_dir, Rayvmm, ToolRun, GUEST_TIMEOUT,
-};
+use guest_support::{linux_args, replay, replay_json, scratch_dir, Rayvmm, GUEST_TIMEOUT};
 use recording::{Reader, Record, Writer};
-
-const REPLAY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Records the guest running `workload` once per test binary.
 fn record(name: &str, workload: &str, extra: &str) -> PathBuf {
@@ -45,26 +39,6 @@ fn glmark2() -> &'static Path {
             "rayos.duration=2 rayos.glmark2=build;texture",
         )
     })
-}
-
-fn replay(path: &Path, extra: &[&str]) -> ToolRun {
-    run_tool(
-        Command::new(rayvmm_binary())
-            .arg("replay")
-            .arg(path)
-            .args(extra),
-        REPLAY_TIMEOUT,
-    )
-}
-
-fn replay_json(path: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--json"];
-    args.extend_from_slice(extra);
-    let run = replay(path, &args);
-    assert_eq!(run.code, Some(0), "{}", run.output);
-    let json_start = run.output.find('{').expect("a JSON report");
-    let json_end = run.output.rfind('}').expect("a JSON report");
-    serde_json::from_str(&run.output[json_start..=json_end]).expect("the report parses")
 }
 
 /// Rewrites `from` into `to`, changing each record with `edit`.

@@ -7,14 +7,10 @@ mod guest_support;
 mod jailed_gpu;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
-use guest_support::{rayvmm_binary, run_tool, scratch_dir, ToolRun};
+use guest_support::{replay, replay_json, scratch_dir};
 use jailed_gpu::busy_recording;
 use jailed_gpu::support::virgl::Work;
-
-const REPLAY_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn recording(name: &str, work: Work, draws: u32) -> PathBuf {
     let path = scratch_dir(&format!("busy-{name}")).join(format!("{name}.raygrec"));
@@ -22,27 +18,12 @@ fn recording(name: &str, work: Work, draws: u32) -> PathBuf {
     path
 }
 
-fn replay(path: &PathBuf, extra: &[&str]) -> ToolRun {
-    run_tool(
-        Command::new(rayvmm_binary())
-            .arg("replay")
-            .arg(path)
-            .args(extra),
-        REPLAY_TIMEOUT,
-    )
-}
-
 #[test]
 fn replayed_busy_draws_show_the_color_their_shader_computed_and_report_fence_waits() {
     let path = recording("draws", Work::Iterations(200), 3);
 
-    let run = replay(&path, &["--json", "--tolerance", "2"]);
+    let report = replay_json(&path, &["--tolerance", "2"]);
 
-    assert_eq!(run.code, Some(0), "{}", run.output);
-    let json_start = run.output.find('{').expect("a JSON report");
-    let json_end = run.output.rfind('}').expect("a JSON report");
-    let report: serde_json::Value =
-        serde_json::from_str(&run.output[json_start..=json_end]).expect("the report parses");
     assert_eq!(report["frames_match"], true, "{report:#}");
     assert_eq!(report["fences"], 3, "{report:#}");
     assert!(report["fence_us_max"].as_u64().unwrap() > 0, "{report:#}");

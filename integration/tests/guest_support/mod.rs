@@ -46,6 +46,31 @@ pub fn rayvmm_binary() -> PathBuf {
     )
 }
 
+/// How long one `rayvmm replay` may take.
+pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `rayvmm replay PATH EXTRA...` under [`REPLAY_TIMEOUT`].
+pub fn replay(path: &Path, extra: &[&str]) -> ToolRun {
+    run_tool(
+        Command::new(rayvmm_binary())
+            .arg("replay")
+            .arg(path)
+            .args(extra),
+        REPLAY_TIMEOUT,
+    )
+}
+
+/// Runs `rayvmm replay --json PATH EXTRA...`, which must exit 0, and returns its report.
+pub fn replay_json(path: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let run = replay(path, &args);
+    assert_eq!(run.code, Some(0), "{}", run.output);
+    let json_start = run.output.find('{').expect("a JSON report");
+    let json_end = run.output.rfind('}').expect("a JSON report");
+    serde_json::from_str(&run.output[json_start..=json_end]).expect("the report parses")
+}
+
 /// The Linux guest image built by guest/build-linux-guest.sh.
 pub struct LinuxImage {
     pub kernel: PathBuf,
