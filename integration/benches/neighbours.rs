@@ -64,6 +64,8 @@ const STOPPED_BY_WORK_TIMEOUT: &str = "did not finish within the GPU work timeou
 struct Replayer {
     rayvmm: PathBuf,
     args: Vec<String>,
+    /// The GPU ledger the scheduled VMs share.
+    ledger: PathBuf,
 }
 
 impl Replayer {
@@ -71,7 +73,7 @@ impl Replayer {
     /// replay renders on; default none, llvmpipe); `NEIGHBOURS_TOLERANCE` and
     /// `NEIGHBOURS_OUTLIERS` (default 2 and 0: the synthetic draws' colours are computed, not
     /// recorded; across renderers the recorded guests need more).
-    fn from_env(root: &Path) -> Replayer {
+    fn from_env(root: &Path, out: &Path) -> Replayer {
         let env = |name: &str, default: &str| std::env::var(name).unwrap_or(default.into());
         let mut args = vec![
             "--tolerance".to_string(),
@@ -85,7 +87,11 @@ impl Replayer {
         let rayvmm = std::env::var("RAYVMM_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|_| root.join("target/release/rayvmm"));
-        Replayer { rayvmm, args }
+        Replayer {
+            rayvmm,
+            args,
+            ledger: out.join("gpu-ledger"),
+        }
     }
 
     /// Whether to run the endless-draw aggressor: `NEIGHBOURS_ENDLESS=1` or `0`; by default
@@ -145,6 +151,8 @@ struct VmResult {
     failures: Vec<String>,
     /// GPU time per sample period.
     gpu_time: Vec<Duration>,
+    /// How long the host scheduler held its GPU processes, over every replay.
+    held: Duration,
 }
 
 fn main() {
@@ -160,14 +168,14 @@ fn main() {
         println!("neighbours benchmark skipped: no recordings in {recordings:?} (bash scripts/record-guests.sh makes them)");
         return;
     }
-    let replayer = Replayer::from_env(&root);
+    let out = report::out_dir(&root);
+    std::fs::create_dir_all(&out).expect("create the report directory");
+    let replayer = Replayer::from_env(&root, &out);
     let seconds: u64 = std::env::var("NEIGHBOURS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let length = Duration::from_secs(seconds);
-    let out = report::out_dir(&root);
-    std::fs::create_dir_all(&out).expect("create the report directory");
     println!("calibrating the long draw ...");
     let (long_draw, long_draw_alone) = long_draw_recording(&replayer, &out);
     println!("long draw: {:.2} s alone", long_draw_alone.as_secs_f64());
@@ -348,7 +356,10 @@ fn drive(replayer: &Replayer, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBo
             cmd.args(["--pace", "recorded"]);
         }
         if let Some(share) = vm.share {
-            cmd.args(["--gpu-nice", &share.nice().to_string()]);
+            cmd.args(["--gpu-weight", &share.weight.to_string()])
+                .args(["--gpu-priority", &share.priority.to_string()])
+                .arg("--gpu-ledger")
+                .arg(&replayer.ledger);
         }
         let started = Instant::now();
         let child = cmd
@@ -388,6 +399,8 @@ fn drive(replayer: &Replayer, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBo
                 .collect()
         };
         result.frames += report["flushes"].as_u64().unwrap_or(0);
+        result.held +=
+            Duration::from_secs_f64(report["scheduler"]["held_ms"].as_f64().unwrap_or(0.0) / 1e3);
         result.replaying += started.elapsed();
         result.latency_us.extend(numbers("frame_latency_us"));
         let fence_max = report["fence_us_max"].as_u64().unwrap_or(0);
@@ -455,6 +468,8 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult]) -> Value {
             json!({
                 "vm": vm.name,
                 "nice": vm.share.map_or(0, |s| s.nice()),
+                "share": vm.share.map_or("unscheduled".into(), |s| format!("{} {}", s.weight, s.priority)),
+                "held_seconds": r.held.as_secs_f64(),
                 "fps": r.frames as f64 / r.replaying.as_secs_f64().max(1e-9),
                 "late_ms": series,
                 "late_ms_p50": percentile(&late, 0.50),
@@ -486,7 +501,7 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult]) -> Value {
             .collect();
         let weights: Vec<f64> = vms
             .iter()
-            .map(|vm| 1.25f64.powi(-vm.share.map_or(0, |s| s.nice())))
+            .map(|vm| vm.share.map_or(1.0, |s| s.effective_weight()))
             .collect();
         let normalised: Vec<f64> = used.iter().zip(&weights).map(|(u, w)| u / w).collect();
         min_max.push(min_over_max(&normalised));
@@ -515,15 +530,16 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult]) -> Value {
 
 fn table(report: &[Value]) -> String {
     let mut out = String::from(
-        "\n| scenario | VM (nice) | fps | lateness ms p50 / p99 / max | longest fence ms | stopped | failed | GPU s |\n|---|---|---|---|---|---|---|---|\n",
+        "\n| scenario | VM (share, nice) | fps | lateness ms p50 / p99 / max | longest fence ms | stopped | failed | GPU s | held s |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in report {
         for v in s["vms"].as_array().unwrap() {
             let f = |key: &str| v[key].as_f64().unwrap_or(0.0);
             out += &format!(
-                "| {} | {} ({}) | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} | {} | {} | {:.2} |\n",
+                "| {} | {} ({}, nice {}) | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} | {} | {} | {:.2} | {:.2} |\n",
                 s["scenario"].as_str().unwrap(),
                 v["vm"].as_str().unwrap(),
+                v["share"].as_str().unwrap(),
                 v["nice"],
                 f("fps"),
                 f("late_ms_p50"),
@@ -533,6 +549,7 @@ fn table(report: &[Value]) -> String {
                 v["stopped_by_work_timeout"],
                 v["failure_count"],
                 f("gpu_seconds"),
+                f("held_seconds"),
             );
         }
     }

@@ -56,6 +56,11 @@ impl JailedProcess {
         self.pid
     }
 
+    /// The child's pidfd: signals sent through it cannot reach a recycled pid.
+    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.pidfd)
+    }
+
     /// The cgroup the child was placed in, if a delegated cgroup v2 directory was configured.
     pub fn cgroup(&self) -> Option<&Path> {
         self.cgroup.as_deref()

@@ -168,6 +168,7 @@ impl Backend {
             gpu: None,
             memory_limit: None,
             nice: 0,
+            schedule: None,
         };
         let sink = events.clone();
         let gpu = JailedGpu::spawn_with_devices(

@@ -1,21 +1,31 @@
 //! Sharing one host's GPU between the GPU processes of several VMs.
 //!
 //! Under llvmpipe the GPU *is* the host's CPUs: a VM's GPU time is the CPU time of its GPU
-//! process, which the host reads from `/proc` without trusting the process ([`gpu_time`]), and
-//! the kernel's CPU scheduler is the enforcement a compromised GPU process cannot ignore. A
-//! VM's configured [`Share`] (weight and priority) becomes its GPU process's nice value
-//! ([`Share::nice`]), set in the jail before exec and inherited by every thread: the
-//! completely fair scheduler then divides contended CPU time between the VMs' threads in
-//! proportion to their weights (1.25x per nice step). No coordinator is needed: the mapping
-//! is absolute, so each VM's supervisor applies its own.
+//! process, which the host reads from the kernel without trusting the process ([`gpu_time`]).
+//! Two mechanisms enforce a VM's configured [`Share`] (weight and priority), both applied by
+//! the kernel, so a compromised GPU process cannot ignore them:
 //!
-//! Limits, measured and stated in the README: the kernel shares by thread (a process with more
-//! runnable threads gets more; ray-gpu's are bounded at 128), within one session's autogroup
-//! (VMs started from different sessions are shared between autogroups first), and a hardware
-//! GPU's time is not the CPU's (there the cooperative admission inside the GPU process and the
-//! GPU driver's own scheduler are needed; not built).
+//! - admission ([`Member`]): each scheduled VM's supervisor publishes its virtual GPU time
+//!   (GPU time over weight) in a host ledger ([`ledger`]) every tick and holds its own GPU
+//!   process (stopped) while it runs more than a slice ahead of a neighbour that wants the
+//!   GPU ([`admission`]); a VM that wants nothing holds no one;
+//! - the kernel's CPU weights: the share also becomes the GPU process's nice value
+//!   ([`Share::nice`]), so within a tick the completely fair scheduler already favours the
+//!   heavier VM's threads.
+//!
+//! Limits, stated in the README: the ledger is per host user; a tick is 10 ms, so shares are
+//! exact over windows of many ticks, not within one; on a hardware GPU, holding the process
+//! stops new submissions but not a draw already on the GPU, and the process's CPU time is
+//! not its GPU time (timer queries would be needed; not built).
 
-use std::path::Path;
+pub mod admission;
+pub mod ledger;
+mod member;
+mod sys;
+
+pub use ledger::{default_dir as default_ledger_dir, LedgerError};
+pub use member::{Member, Stats, TICK};
+
 use std::time::Duration;
 
 /// The most weight a VM may have; it maps to nice 0.
@@ -74,6 +84,22 @@ impl Share {
         let steps = (f64::from(MAX_WEIGHT) / f64::from(self.weight)).ln() / 1.25f64.ln();
         (steps.round() as i32 + self.priority.nice_offset()).clamp(0, 19)
     }
+
+    /// The weight admission divides GPU time by: the weight less the priority's steps, each
+    /// a factor of 1.25 as a nice step is.
+    pub fn effective_weight(&self) -> f64 {
+        f64::from(self.weight) * 1.25f64.powi(-self.priority.nice_offset())
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Priority::Interactive => "interactive",
+            Priority::Normal => "normal",
+            Priority::Batch => "batch",
+        })
+    }
 }
 
 impl std::str::FromStr for Priority {
@@ -89,26 +115,10 @@ impl std::str::FromStr for Priority {
     }
 }
 
-/// The CPU time (user and system) process `pid` and all its threads have used: its GPU time
-/// under llvmpipe. `None` once the process is gone.
+/// The CPU time process `pid` and all its threads have used: its GPU time under llvmpipe.
+/// `None` once the process is gone.
 pub fn gpu_time(pid: u32) -> Option<Duration> {
-    cpu_time_of(
-        &std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?,
-    )
-}
-
-/// utime + stime from the text of `/proc/PID/stat` (fields 14 and 15, after the command name,
-/// which may hold spaces and parentheses).
-fn cpu_time_of(stat: &str) -> Option<Duration> {
-    let after_name = stat.rsplit_once(')')?.1;
-    let mut fields = after_name.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_nanos(
-        (utime + stime) * 1_000_000_000 / ticks,
-    ))
+    sys::cpu_time(pid)
 }
 
 /// Jain's fairness index of `shares` (1 when all are equal, 1/n when one has everything).
@@ -175,14 +185,22 @@ mod tests {
     }
 
     #[test]
-    fn cpu_time_reads_utime_and_stime_after_a_name_with_spaces() {
-        let stat = "42 (ray gpu) R 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0";
+    fn gpu_time_of_this_process_grows_while_it_computes() {
+        let before = gpu_time(std::process::id()).unwrap();
 
-        let time = cpu_time_of(stat).unwrap();
+        let mut x = 0u64;
+        while gpu_time(std::process::id()).unwrap() < before + Duration::from_millis(5) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
 
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        assert_eq!(time, Duration::from_nanos(300 * 1_000_000_000 / ticks));
+        assert!(gpu_time(std::process::id()).unwrap() > before);
+    }
+
+    #[test]
+    fn batch_priority_divides_the_weight_by_eight_nice_steps() {
+        let share = Share::new(100, Priority::Batch).unwrap();
+
+        assert!((share.effective_weight() - 100.0 / 1.25f64.powi(8)).abs() < 1e-9);
     }
 
     #[test]

@@ -374,6 +374,25 @@ impl GpuProcess {
         self.process.pid()
     }
 
+    /// Joins the host's GPU scheduling as described by `schedule`.
+    pub fn join_scheduling(
+        &self,
+        schedule: &crate::vm_config::GpuSchedule,
+    ) -> Result<scheduler::Member, String> {
+        let pidfd = self
+            .process
+            .pidfd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("duplicating the GPU process's pidfd: {e}"))?;
+        scheduler::Member::join(
+            &schedule.ledger,
+            schedule.share,
+            self.process.pid() as u32,
+            pidfd,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// The supervisor's end of the control tube.
     pub fn tube(&self) -> &Tube {
         &self.tube

@@ -54,8 +54,18 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value_t = ActionArg::Kill)]
     pub action: ActionArg,
     /// The GPU process's nice value, 0 to 19 (as `rayvmm run --gpu-nice`).
-    #[arg(long = "gpu-nice", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    #[arg(long = "gpu-nice", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19), conflicts_with_all = ["gpu_weight", "gpu_priority"])]
     pub gpu_nice: i32,
+    /// This VM's share of the host's GPU, 1 to 100: schedules the replay with the host's
+    /// other scheduled VMs (as `rayvmm run --gpu-weight`).
+    #[arg(long = "gpu-weight", value_name = "1-100")]
+    pub gpu_weight: Option<u32>,
+    /// interactive, normal or batch (as `rayvmm run --gpu-priority`).
+    #[arg(long = "gpu-priority", value_name = "interactive|normal|batch")]
+    pub gpu_priority: Option<String>,
+    /// The host's GPU ledger (as `rayvmm run --gpu-ledger`).
+    #[arg(long = "gpu-ledger", value_name = "DIR")]
+    pub gpu_ledger: Option<PathBuf>,
     /// How long one command may run, or one fenced command wait for its fence, before the
     /// GPU process stops itself (as `rayvmm run --gpu-work-timeout`).
     #[arg(long = "gpu-work-timeout", value_name = "SECONDS|MSms", default_value = "1.8s", value_parser = work_timeout)]
@@ -84,6 +94,22 @@ struct JsonReport<'a> {
     #[serde(flatten)]
     replay: &'a ReplayReport,
     frames_match: bool,
+    /// What the host's GPU scheduling did, when the replay was scheduled.
+    scheduler: Option<SchedulerReport>,
+}
+
+/// `scheduler` in the JSON report.
+#[derive(Debug, Serialize)]
+struct SchedulerReport {
+    weight: u32,
+    priority: String,
+    /// How often the GPU process was held, and for how long in all.
+    holds: u64,
+    held_ms: f64,
+    /// The GPU process's GPU time while scheduled.
+    gpu_ms: f64,
+    /// Why scheduling stopped before the replay ended, if it did.
+    error: Option<String>,
 }
 
 /// Replays; exit 0 when every recorded frame matched, 1 when one did not.
@@ -100,7 +126,12 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
     let devices: Vec<PathBuf> = args.gpu.iter().cloned().collect();
     let mut config = GpuSpawnConfig::new(&binary, &policy, &devices);
     config.action = args.action.into();
-    config.jail.nice = args.gpu_nice;
+    let schedule = crate::vm_config::gpu_schedule(
+        args.gpu_weight,
+        args.gpu_priority.as_deref(),
+        args.gpu_ledger.as_deref(),
+    )?;
+    config.jail.nice = schedule.as_ref().map_or(args.gpu_nice, |s| s.share.nice());
     config.renderer = match opened.preamble.features & VIRTIO_GPU_F_VIRGL {
         0 => RendererMode::TwoD,
         _ => RendererMode::Virgl,
@@ -123,6 +154,15 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
     )
     .context("spawning the jailed GPU process")?;
     let spawn_to_ready = spawn_started.elapsed().as_secs_f64();
+    let scheduling = match &schedule {
+        Some(schedule) => Some(
+            process
+                .join_scheduling(schedule)
+                .map_err(anyhow::Error::msg)
+                .context("joining the host's GPU scheduling")?,
+        ),
+        None => None,
+    };
     drop(theirs);
     let renderer = process.ready_info().renderer.clone();
     let gl_renderer = process.ready_info().gl_renderer.clone();
@@ -170,6 +210,21 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
             });
         }
     };
+    let scheduler =
+        scheduling
+            .map(scheduler::Member::leave)
+            .zip(schedule)
+            .map(|(stats, schedule)| SchedulerReport {
+                weight: schedule.share.weight,
+                priority: schedule.share.priority.to_string(),
+                holds: stats.holds,
+                held_ms: stats.held.as_secs_f64() * 1e3,
+                gpu_ms: stats.gpu_time.as_secs_f64() * 1e3,
+                error: stats.error,
+            });
+    if let Some(error) = scheduler.as_ref().and_then(|s| s.error.as_ref()) {
+        eprintln!("rayvmm: the replay ran unscheduled after: {error}");
+    }
     let peak_rss_mib = frames.peak_rss_kib as f64 / 1024.0;
     if args.json {
         let json = JsonReport {
@@ -180,10 +235,17 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
             gpu_process_peak_rss_mib: peak_rss_mib,
             replay: &report,
             frames_match: report.frames_match(),
+            scheduler,
         };
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", summary(&report, &renderer));
+        if let Some(s) = &scheduler {
+            println!(
+                "GPU scheduling (weight {}, {}): held {} times, {:.0} ms in all, of {:.0} ms GPU time",
+                s.weight, s.priority, s.holds, s.held_ms, s.gpu_ms
+            );
+        }
     }
     Ok(i32::from(!report.frames_match()))
 }

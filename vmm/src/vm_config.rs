@@ -80,6 +80,8 @@ pub enum ConfigError {
     GpuShare(String),
     #[error("--gpu-nice sets what --gpu-weight and --gpu-priority decide: give one or the others")]
     NiceAndShare,
+    #[error("--gpu-ledger names where scheduled VMs meet, but this VM is not scheduled: give it a --gpu-weight or --gpu-priority too")]
+    LedgerWithoutShare,
     #[error("invalid --gpu-nice {0}: expected 0 to 19 (the GPU process may only be given less CPU weight, never more)")]
     GpuNice(i32),
     #[error("invalid --gpu-memory-limit {0:?}: expected a size such as 512M or 8G, at least 64M")]
@@ -306,6 +308,8 @@ pub struct RunOptions {
     pub gpu_weight: Option<u32>,
     #[serde(rename = "gpu-priority")]
     pub gpu_priority: Option<String>,
+    #[serde(rename = "gpu-ledger")]
+    pub gpu_ledger: Option<PathBuf>,
 }
 
 /// Command-line flags of `rayvmm run`.
@@ -404,6 +408,11 @@ pub struct RunArgs {
     /// weight [default: interactive].
     #[arg(long = "gpu-priority", value_name = "interactive|normal|batch")]
     pub gpu_priority: Option<String>,
+    /// The host's GPU ledger, where the VMs given a --gpu-weight or --gpu-priority publish
+    /// their GPU time and are held while over their share [default:
+    /// $XDG_RUNTIME_DIR/rayos-gpu-ledger, else /dev/shm/rayos-gpu-ledger-UID].
+    #[arg(long = "gpu-ledger", value_name = "DIR")]
+    pub gpu_ledger: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -439,6 +448,7 @@ impl RunArgs {
             gpu_nice: self.gpu_nice,
             gpu_weight: self.gpu_weight,
             gpu_priority: self.gpu_priority.clone(),
+            gpu_ledger: self.gpu_ledger.clone(),
         }
     }
 
@@ -497,6 +507,43 @@ pub struct RunConfig {
     pub gpu_memory_limit: Option<u64>,
     /// The GPU process's nice value.
     pub gpu_nice: i32,
+    /// How the host's GPU scheduler admits this VM's GPU work; `None`: unscheduled.
+    pub gpu_schedule: Option<GpuSchedule>,
+}
+
+/// The GPU scheduling that `--gpu-weight`, `--gpu-priority` and `--gpu-ledger` ask for;
+/// `None` when neither a weight nor a priority is given (the VM is not scheduled).
+pub fn gpu_schedule(
+    weight: Option<u32>,
+    priority: Option<&str>,
+    ledger: Option<&Path>,
+) -> Result<Option<GpuSchedule>, ConfigError> {
+    if weight.is_none() && priority.is_none() {
+        return match ledger {
+            Some(_) => Err(ConfigError::LedgerWithoutShare),
+            None => Ok(None),
+        };
+    }
+    let priority = match priority {
+        Some(p) => p
+            .parse()
+            .map_err(|e: scheduler::ShareError| ConfigError::GpuShare(e.to_string()))?,
+        None => scheduler::Priority::Interactive,
+    };
+    let share = scheduler::Share::new(weight.unwrap_or(scheduler::MAX_WEIGHT), priority)
+        .map_err(|e| ConfigError::GpuShare(e.to_string()))?;
+    Ok(Some(GpuSchedule {
+        share,
+        ledger: ledger.map_or_else(scheduler::default_ledger_dir, Path::to_path_buf),
+    }))
+}
+
+/// A VM's place in the host's GPU scheduling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuSchedule {
+    pub share: scheduler::Share,
+    /// The ledger directory the host's scheduled VMs share.
+    pub ledger: PathBuf,
 }
 
 impl RunOptions {
@@ -544,6 +591,7 @@ impl RunOptions {
             gpu_nice: self.gpu_nice.or(base.gpu_nice),
             gpu_weight: self.gpu_weight.or(base.gpu_weight),
             gpu_priority: self.gpu_priority.or(base.gpu_priority),
+            gpu_ledger: self.gpu_ledger.or(base.gpu_ledger),
         }
     }
 
@@ -612,22 +660,12 @@ impl RunOptions {
             ),
             None => None,
         };
-        let share = match (self.gpu_weight, &self.gpu_priority) {
-            (None, None) => None,
-            (weight, priority) => {
-                let priority = match priority {
-                    Some(p) => p
-                        .parse()
-                        .map_err(|e: scheduler::ShareError| ConfigError::GpuShare(e.to_string()))?,
-                    None => scheduler::Priority::Interactive,
-                };
-                let weight = weight.unwrap_or(scheduler::MAX_WEIGHT);
-                Some(
-                    scheduler::Share::new(weight, priority)
-                        .map_err(|e| ConfigError::GpuShare(e.to_string()))?,
-                )
-            }
-        };
+        let gpu_schedule = gpu_schedule(
+            self.gpu_weight,
+            self.gpu_priority.as_deref(),
+            self.gpu_ledger.as_deref(),
+        )?;
+        let share = gpu_schedule.as_ref().map(|s| s.share);
         let gpu_nice = match (self.gpu_nice, share) {
             (Some(_), Some(_)) => return Err(ConfigError::NiceAndShare),
             (Some(nice), None) => nice,
@@ -659,6 +697,7 @@ impl RunOptions {
             gpu: self.gpu,
             gpu_memory_limit,
             gpu_nice,
+            gpu_schedule,
         })
     }
 

@@ -118,6 +118,9 @@ const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1
 
 /// The jailed `ray-gpu`, serving the vhost-user socket at [`crate::gpu_process::VHOST_USER_FD`].
 pub struct JailedGpu {
+    /// Its place in the host's GPU scheduling, if scheduled; declared first so it is
+    /// dropped first (a held process is continued before anything waits for it).
+    scheduling: Option<scheduler::Member>,
     process: std::sync::Arc<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
     frames: super::display::FramePump,
     description: String,
@@ -153,6 +156,9 @@ pub struct JailedGpuOptions<'a> {
     pub memory_limit: Option<u64>,
     /// The process's nice value (`--gpu-nice`).
     pub nice: i32,
+    /// The host's GPU scheduling it joins (`--gpu-weight`, `--gpu-priority`); `None`:
+    /// unscheduled.
+    pub schedule: Option<crate::vm_config::GpuSchedule>,
 }
 
 impl JailedGpu {
@@ -234,6 +240,10 @@ impl JailedGpu {
         }
         let process = GpuProcess::spawn_with_fds(&config, &passed).map_err(|e| e.to_string())?;
         drop(socket);
+        let scheduling = match &options.schedule {
+            Some(schedule) => Some(process.join_scheduling(schedule)?),
+            None => None,
+        };
         // Only the GPU process holds the write end now: its exit ends the recording.
         let recording = recording.map(|(job, _write)| job);
         drop(log_write);
@@ -247,8 +257,17 @@ impl JailedGpu {
                 })
             })
             .map_err(|e| e.to_string())?;
+        let scheduled = match &options.schedule {
+            Some(s) => format!(
+                "; GPU share weight {}, {}, ledger {}",
+                s.share.weight,
+                s.share.priority,
+                s.ledger.display()
+            ),
+            None => String::new(),
+        };
         let description = format!(
-            "{} (pid {}, jailed; policy {}, {} on refusal; renderer {})",
+            "{} (pid {}, jailed; policy {}, {} on refusal; renderer {}{scheduled})",
             options.binary.display(),
             process.pid(),
             process.policy().name,
@@ -276,6 +295,7 @@ impl JailedGpu {
             frames,
             description,
             recording,
+            scheduling,
         })
     }
 
@@ -344,6 +364,10 @@ impl GpuServer for JailedGpu {
     }
 
     fn request_stop(&mut self) {
+        // A held process could not hear the request until its hold ends.
+        if let Some(member) = self.scheduling.take() {
+            member.leave();
+        }
         self.with_process(|p| {
             let _ = p.tube().send(&control::messages::ToGpu::Shutdown);
         });

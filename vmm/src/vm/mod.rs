@@ -278,6 +278,7 @@ fn spawn_gpu(
                 gpu: config.gpu.clone(),
                 memory_limit: config.gpu_memory_limit,
                 nice: config.gpu_nice,
+                schedule: config.gpu_schedule.clone(),
                 record: config.record.as_ref().map(|path| gpu::RecordTo {
                     path: path.clone(),
                     info: recording_info(config),

@@ -1,0 +1,177 @@
+//! A scheduled VM: a thread in its supervisor that, every tick, accounts its GPU process's
+//! GPU time, publishes it in the ledger and stops or continues the process as
+//! [`Admission`] decides.
+//!
+//! Holding is done by the kernel (SIGSTOP, then SIGCONT through the process's pidfd): a
+//! compromised GPU process can neither catch nor ignore it, and under llvmpipe it preempts
+//! even a draw already running. On a hardware GPU it stops new submissions; work already on
+//! the GPU runs on.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::admission::{Admission, Decision};
+use crate::ledger::{Ledger, LedgerError, Record};
+use crate::{sys, Share};
+
+/// How often a member accounts and decides.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// What a member did so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// How many times its GPU process was held.
+    pub holds: u64,
+    /// How long it was held in all.
+    pub held: Duration,
+    /// The GPU time its process used while a member.
+    pub gpu_time: Duration,
+    /// Why scheduling stopped early (the ledger became unusable); the process then runs
+    /// unscheduled.
+    pub error: Option<String>,
+}
+
+/// A VM taking part in the host's GPU scheduling; leaves (and never leaves its process
+/// stopped) when dropped.
+pub struct Member {
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<Stats>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Member {
+    /// Joins the ledger in `dir` for the GPU process `pid` (its pidfd: `pidfd`) with `share`.
+    pub fn join(dir: &Path, share: Share, pid: u32, pidfd: OwnedFd) -> Result<Member, LedgerError> {
+        let ledger = Ledger::join(dir, pid)?;
+        let admission = Admission::new(
+            share.effective_weight(),
+            &ledger.neighbours(sys::monotonic())?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let process = Process { pid, pidfd };
+        let thread = {
+            let (stop, stats) = (Arc::clone(&stop), Arc::clone(&stats));
+            std::thread::Builder::new()
+                .name("gpu-scheduler".into())
+                .spawn(move || schedule(ledger, admission, process, &stop, &stats))
+                .map_err(|e| LedgerError::Publish(dir.to_path_buf(), e))?
+        };
+        Ok(Member {
+            stop,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> Stats {
+        lock(&self.stats).clone()
+    }
+
+    /// Leaves the ledger, the process continued; returns what it did.
+    pub fn leave(mut self) -> Stats {
+        self.finish();
+        self.stats()
+    }
+
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+struct Process {
+    pid: u32,
+    pidfd: OwnedFd,
+}
+
+fn schedule(
+    ledger: Ledger,
+    mut admission: Admission,
+    process: Process,
+    stop: &AtomicBool,
+    stats: &Mutex<Stats>,
+) {
+    let mut last_time = sys::cpu_time(process.pid).unwrap_or_default();
+    let mut last_wait = sys::run_delay(process.pid).unwrap_or_default();
+    let mut last_tick = Instant::now();
+    let mut held = false;
+    let error = loop {
+        std::thread::park_timeout(TICK.saturating_sub(last_tick.elapsed()));
+        if stop.load(Ordering::Acquire) || sys::ended(&process.pidfd) {
+            break None;
+        }
+        if last_tick.elapsed() < TICK {
+            continue;
+        }
+        let Some(time) = sys::cpu_time(process.pid) else {
+            break None;
+        };
+        let used = time.saturating_sub(last_time);
+        // Threads that ended take their waits with them: the sum may fall.
+        let wait = sys::run_delay(process.pid).unwrap_or_default();
+        let waited = wait.saturating_sub(last_wait);
+        last_wait = wait;
+        let tick = last_tick.elapsed();
+        (last_time, last_tick) = (time, Instant::now());
+        let neighbours = match ledger.neighbours(sys::monotonic()) {
+            Ok(neighbours) => neighbours,
+            Err(e) => break Some(e.to_string()),
+        };
+        let decision = admission.tick(used, waited, tick, &neighbours);
+        {
+            let mut stats = lock(stats);
+            stats.gpu_time += used;
+            if held {
+                stats.held += tick;
+            }
+            stats.holds += u64::from(decision == Decision::Hold && !held);
+        }
+        let signal = match (decision, held) {
+            (Decision::Hold, false) => Some(libc::SIGSTOP),
+            (Decision::Run, true) => Some(libc::SIGCONT),
+            _ => None,
+        };
+        if let Some(signal) = signal {
+            if sys::signal(&process.pidfd, signal).is_err() {
+                break None;
+            }
+            held = decision == Decision::Hold;
+        }
+        let record = Record {
+            supervisor: std::process::id(),
+            vtime: admission.vtime(),
+            busy: admission.busy(),
+            waiting: admission.waiting(),
+            written: sys::monotonic(),
+        };
+        if let Err(e) = ledger.publish(record) {
+            break Some(e.to_string());
+        }
+    };
+    if held {
+        let _ = sys::signal(&process.pidfd, libc::SIGCONT);
+    }
+    ledger.leave();
+    lock(stats).error = error;
+}
+
+fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
+    stats
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
