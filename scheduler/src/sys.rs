@@ -91,3 +91,16 @@ pub fn ended(pidfd: &OwnedFd) -> bool {
     let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
     rc != 0
 }
+
+/// A pidfd for process `pid` (the tests' children; supervisors pass the jail's).
+#[cfg(test)]
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    match fd {
+        -1 => Err(io::Error::last_os_error()),
+        // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+        fd => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+    }
+}

@@ -979,6 +979,42 @@ mod tests {
     }
 
     #[test]
+    fn gpu_weight_schedules_the_vm_in_the_named_ledger() {
+        let options = RunOptions {
+            gpu_weight: Some(50),
+            gpu_ledger: Some("/run/ledger".into()),
+            ..firmware_options()
+        };
+
+        let schedule = options.resolve().map(|c| c.gpu_schedule);
+
+        assert_eq!(
+            schedule,
+            Ok(Some(GpuSchedule {
+                share: scheduler::Share::new(50, scheduler::Priority::Interactive).unwrap(),
+                ledger: "/run/ledger".into(),
+            }))
+        );
+    }
+
+    #[test]
+    fn vm_without_a_weight_or_priority_is_not_scheduled() {
+        let schedule = firmware_options().resolve().map(|c| c.gpu_schedule);
+
+        assert_eq!(schedule, Ok(None));
+    }
+
+    #[test]
+    fn gpu_ledger_without_a_weight_or_priority_is_refused() {
+        let options = RunOptions {
+            gpu_ledger: Some("/run/ledger".into()),
+            ..firmware_options()
+        };
+
+        assert_eq!(options.resolve(), Err(ConfigError::LedgerWithoutShare));
+    }
+
+    #[test]
     fn gpu_nice_with_a_gpu_weight_is_refused() {
         let options = RunOptions {
             gpu_nice: Some(3),
