@@ -161,12 +161,22 @@ struct VmResult {
     gpu_time: Vec<Duration>,
     /// How long the host scheduler held its GPU processes, over every replay.
     held: Duration,
+    /// The replays' own replaying time (`seconds`: from the first command to the last, frame
+    /// checks excluded), without each replay's start-up and end.
+    replaying_only: Duration,
 }
 
 impl VmResult {
     /// Presented frames per second of replaying.
     fn fps(&self) -> f64 {
         self.frames as f64 / self.replaying.as_secs_f64().max(1e-9)
+    }
+
+    /// Presented frames per second of the replays' own replaying time: the GPU work's rate,
+    /// without the unscheduled start-up of every replay (reading the recording, the jail,
+    /// GL), which a VM pays once, not every second.
+    fn fps_replaying(&self) -> f64 {
+        self.frames as f64 / self.replaying_only.as_secs_f64().max(1e-9)
     }
 
     /// Adds another round's results; GPU time is cut to whole windows first, so windows
@@ -181,6 +191,7 @@ impl VmResult {
         let whole = other.gpu_time.len() / WINDOW * WINDOW;
         self.gpu_time.extend(&other.gpu_time[..whole]);
         self.held += other.held;
+        self.replaying_only += other.replaying_only;
     }
 }
 
@@ -295,19 +306,22 @@ fn main() {
         .map(|(_, vms)| vms.iter().map(|_| VmResult::default()).collect())
         .collect();
     let mut round_fps: Vec<Vec<f64>> = vec![Vec::new(); pairs.len()];
+    let mut round_fps_replaying: Vec<Vec<f64>> = vec![Vec::new(); pairs.len()];
     for round in 1..=rounds {
         for (i, (title, vms)) in pairs.iter().enumerate() {
             println!("{title}, round {round} of {rounds}: {seconds} s ...");
             let results = run_scenario(&replayer, vms, length);
             round_fps[i].push(results.iter().map(VmResult::fps).sum());
+            round_fps_replaying[i].push(results.iter().map(VmResult::fps_replaying).sum());
             for (total, result) in merged[i].iter_mut().zip(results) {
                 total.absorb(result);
             }
         }
     }
-    for ((title, vms), (results, fps)) in pairs.iter().zip(merged.iter().zip(round_fps)) {
-        let mut summary = summarise(title, vms, results);
-        summary["total_fps_rounds"] = json!(fps);
+    for (i, (title, vms)) in pairs.iter().enumerate() {
+        let mut summary = summarise(title, vms, &merged[i]);
+        summary["total_fps_rounds"] = json!(round_fps[i]);
+        summary["total_fps_replaying_rounds"] = json!(round_fps_replaying[i]);
         report.push(summary);
     }
     let _ = std::fs::remove_dir_all(&replayer.ledger);
@@ -462,6 +476,7 @@ fn drive(replayer: &Replayer, vm: &Vm, pid: &Mutex<Option<u32>>, stop: &AtomicBo
         result.held +=
             Duration::from_secs_f64(report["scheduler"]["held_ms"].as_f64().unwrap_or(0.0) / 1e3);
         result.replaying += started.elapsed();
+        result.replaying_only += Duration::from_secs_f64(report["seconds"].as_f64().unwrap_or(0.0));
         result.latency_us.extend(numbers("frame_latency_us"));
         let fence_max = report["fence_us_max"].as_u64().unwrap_or(0);
         result.fence_max_us = result.fence_max_us.max(fence_max);
@@ -531,6 +546,7 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult]) -> Value {
                 "share": vm.share.map_or("unscheduled".into(), |s| format!("{} {}", s.weight, s.priority)),
                 "held_seconds": r.held.as_secs_f64(),
                 "fps": r.fps(),
+                "fps_replaying": r.fps_replaying(),
                 "late_ms": series,
                 "late_ms_p50": percentile(&late, 0.50),
                 "late_ms_p99": percentile(&late, 0.99),
@@ -585,6 +601,7 @@ fn summarise(title: &str, vms: &[Vm], results: &[VmResult]) -> Value {
         "weighted_jain_worst": worst(&jains),
         "gpu_time_ratio_median": median(ratios),
         "total_fps": per_vm.iter().filter_map(|v| v["fps"].as_f64()).sum::<f64>(),
+        "total_fps_replaying": per_vm.iter().filter_map(|v| v["fps_replaying"].as_f64()).sum::<f64>(),
     })
 }
 
@@ -613,7 +630,7 @@ fn table(report: &[Value]) -> String {
             );
         }
     }
-    out += "\n| scenario | 1 s windows | weighted Min/Max median (worst) | weighted Jain median (worst) | GPU-time ratio a/b | total fps |\n|---|---|---|---|---|---|\n";
+    out += "\n| scenario | 1 s windows | weighted Min/Max median (worst) | weighted Jain median (worst) | GPU-time ratio a/b | total fps | total fps replaying |\n|---|---|---|---|---|---|---|\n";
     for s in report.iter().filter(|s| {
         s["scenario"]
             .as_str()
@@ -621,7 +638,7 @@ fn table(report: &[Value]) -> String {
             .starts_with("two saturating")
     }) {
         out += &format!(
-            "| {} | {} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.2} | {:.1} |\n",
+            "| {} | {} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.2} | {:.1} | {:.1} |\n",
             s["scenario"].as_str().unwrap(),
             s["windows"],
             s["weighted_min_over_max_median"].as_f64().unwrap(),
@@ -630,6 +647,7 @@ fn table(report: &[Value]) -> String {
             s["weighted_jain_worst"].as_f64().unwrap(),
             s["gpu_time_ratio_median"].as_f64().unwrap(),
             s["total_fps"].as_f64().unwrap(),
+            s["total_fps_replaying"].as_f64().unwrap(),
         );
     }
     out
@@ -751,41 +769,49 @@ fn targets(report: &[Value]) -> String {
         ratio,
         (ratio - 2.0).abs() <= 0.1,
     ));
-    let rounds = |title: &str| -> Vec<f64> {
-        scenario(title)["total_fps_rounds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_f64)
-            .collect()
-    };
-    let unscheduled_rounds = rounds("two saturating VMs, shares off");
-    for title in [
-        "two saturating VMs, weights 1:1",
-        "two saturating VMs, weights 2:1",
+    for (key, measure) in [
+        ("total_fps_rounds", "total fps"),
+        (
+            "total_fps_replaying_rounds",
+            "total fps while replaying (each replay's start-up left out)",
+        ),
     ] {
-        let mut ratios: Vec<f64> = rounds(title)
-            .iter()
-            .zip(&unscheduled_rounds)
-            .map(|(on, off)| on / off)
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let value = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
-        rows.push((
-            format!(
-                "{} throughput / shares off >= 0.96",
-                title.trim_start_matches("two saturating VMs, ")
-            ),
-            format!(
-                "total fps, median of {} rounds ({:.3} to {:.3})",
-                ratios.len(),
-                ratios.first().copied().unwrap_or(f64::NAN),
-                ratios.last().copied().unwrap_or(f64::NAN)
-            ),
-            1.0,
-            value,
-            value >= 0.96,
-        ));
+        let rounds = |title: &str| -> Vec<f64> {
+            scenario(title)[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .collect()
+        };
+        let unscheduled = rounds("two saturating VMs, shares off");
+        for title in [
+            "two saturating VMs, weights 1:1",
+            "two saturating VMs, weights 2:1",
+        ] {
+            let mut ratios: Vec<f64> = rounds(title)
+                .iter()
+                .zip(&unscheduled)
+                .map(|(on, off)| on / off)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let value = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+            rows.push((
+                format!(
+                    "{} throughput / shares off >= 0.96",
+                    title.trim_start_matches("two saturating VMs, ")
+                ),
+                format!(
+                    "{measure}, median of {} rounds ({:.3} to {:.3})",
+                    ratios.len(),
+                    ratios.first().copied().unwrap_or(f64::NAN),
+                    ratios.last().copied().unwrap_or(f64::NAN)
+                ),
+                1.0,
+                value,
+                value >= 0.96,
+            ));
+        }
     }
     let mut out = String::from(
         "\n| target | note | shares off | shares on | met (on) |\n|---|---|---|---|---|\n",

@@ -30,6 +30,8 @@ pub enum LedgerError {
     Publish(PathBuf, std::io::Error),
     #[error("reading the GPU ledger {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    #[error("starting the GPU scheduling thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The ledger directory every supervisor of this host user shares by default:

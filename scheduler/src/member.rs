@@ -59,7 +59,7 @@ impl Member {
             std::thread::Builder::new()
                 .name("gpu-scheduler".into())
                 .spawn(move || schedule(ledger, admission, process, &stop, &stats))
-                .map_err(|e| LedgerError::Publish(dir.to_path_buf(), e))?
+                .map_err(LedgerError::Thread)?
         };
         Ok(Member {
             stop,
