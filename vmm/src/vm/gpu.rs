@@ -366,7 +366,18 @@ impl GpuServer for JailedGpu {
     fn request_stop(&mut self) {
         // A held process could not hear the request until its hold ends.
         if let Some(member) = self.scheduling.take() {
-            member.leave();
+            let stats = member.leave();
+            let stopped_early = match &stats.error {
+                Some(e) => format!("; it ran unscheduled after: {e}"),
+                None => String::new(),
+            };
+            eprintln!(
+                "rayvmm: GPU scheduling: the GPU process was held {} times, {:.0} ms in all, \
+                 of {:.0} ms GPU time{stopped_early}",
+                stats.holds,
+                stats.held.as_secs_f64() * 1e3,
+                stats.gpu_time.as_secs_f64() * 1e3
+            );
         }
         self.with_process(|p| {
             let _ = p.tube().send(&control::messages::ToGpu::Shutdown);
