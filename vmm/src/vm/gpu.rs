@@ -48,6 +48,10 @@ pub trait GpuServer: Send {
     fn finish_recording(&mut self) -> Option<Result<RecordingSummary, RecordingError>> {
         None
     }
+    /// Leaves the host's GPU scheduling, if the server took part; says what it did.
+    fn finish_scheduling(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// QEMU's unjailed reference backend: a comparison point, never for untrusted guests.
@@ -121,6 +125,8 @@ pub struct JailedGpu {
     /// Its place in the host's GPU scheduling, if scheduled; declared first so it is
     /// dropped first (a held process is continued before anything waits for it).
     scheduling: Option<scheduler::Member>,
+    /// What it did, once it left (at a stop request).
+    scheduled: Option<scheduler::Stats>,
     process: std::sync::Arc<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
     frames: super::display::FramePump,
     description: String,
@@ -296,6 +302,7 @@ impl JailedGpu {
             description,
             recording,
             scheduling,
+            scheduled: None,
         })
     }
 
@@ -366,18 +373,7 @@ impl GpuServer for JailedGpu {
     fn request_stop(&mut self) {
         // A held process could not hear the request until its hold ends.
         if let Some(member) = self.scheduling.take() {
-            let stats = member.leave();
-            let stopped_early = match &stats.error {
-                Some(e) => format!("; it ran unscheduled after: {e}"),
-                None => String::new(),
-            };
-            eprintln!(
-                "rayvmm: GPU scheduling: the GPU process was held {} times, {:.0} ms in all, \
-                 of {:.0} ms GPU time{stopped_early}",
-                stats.holds,
-                stats.held.as_secs_f64() * 1e3,
-                stats.gpu_time.as_secs_f64() * 1e3
-            );
+            self.scheduled = Some(member.leave());
         }
         self.with_process(|p| {
             let _ = p.tube().send(&control::messages::ToGpu::Shutdown);
@@ -413,6 +409,24 @@ impl GpuServer for JailedGpu {
 
     fn finish_recording(&mut self) -> Option<Result<RecordingSummary, RecordingError>> {
         self.recording.take().map(RecordingJob::finish)
+    }
+
+    fn finish_scheduling(&mut self) -> Option<String> {
+        let stats = match self.scheduling.take() {
+            Some(member) => member.leave(),
+            None => self.scheduled.take()?,
+        };
+        let stopped_early = match &stats.error {
+            Some(e) => format!("; it ran unscheduled after: {e}"),
+            None => String::new(),
+        };
+        Some(format!(
+            "GPU scheduling: the GPU process was held {} times, {:.0} ms in all, of {:.0} ms \
+             GPU time{stopped_early}",
+            stats.holds,
+            stats.held.as_secs_f64() * 1e3,
+            stats.gpu_time.as_secs_f64() * 1e3
+        ))
     }
 }
 

@@ -519,6 +519,9 @@ impl Supervisor {
         }
         // Last: both of its peers are gone, so nothing is cut off mid-message.
         drop(self.relay.take());
+        if let Some(summary) = self.gpu.finish_scheduling() {
+            say(&summary);
+        }
         match self.gpu.finish_recording() {
             Some(Ok(summary)) => say(&summary.to_string()),
             Some(Err(e)) => say(&format!("recording failed: {e}")),
