@@ -102,6 +102,13 @@ impl std::fmt::Display for Priority {
     }
 }
 
+impl std::fmt::Display for Share {
+    /// "weight W, priority".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "weight {}, {}", self.weight, self.priority)
+    }
+}
+
 impl std::str::FromStr for Priority {
     type Err = ShareError;
 

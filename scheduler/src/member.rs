@@ -35,6 +35,19 @@ pub struct Stats {
     pub error: Option<String>,
 }
 
+impl std::fmt::Display for Stats {
+    /// "held N times, X ms in all, of Y ms GPU time".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "held {} times, {:.0} ms in all, of {:.0} ms GPU time",
+            self.holds,
+            self.held.as_secs_f64() * 1e3,
+            self.gpu_time.as_secs_f64() * 1e3
+        )
+    }
+}
+
 /// A VM taking part in the host's GPU scheduling; leaves (and never leaves its process
 /// stopped) when dropped.
 pub struct Member {
@@ -75,11 +88,14 @@ impl Member {
 
     /// Leaves the ledger, the process continued; returns what it did.
     pub fn leave(mut self) -> Stats {
-        self.finish();
+        self.stop();
         self.stats()
     }
 
-    fn finish(&mut self) {
+    /// Stops scheduling (the process continued, the ledger left) and keeps what it did for
+    /// [`Member::stats`]; for a supervisor that must not wait on a held process now but
+    /// reports later.
+    pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
@@ -90,7 +106,7 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
-        self.finish();
+        self.stop();
     }
 }
 

@@ -56,16 +56,8 @@ pub struct ReplayArgs {
     /// The GPU process's nice value, 0 to 19 (as `rayvmm run --gpu-nice`).
     #[arg(long = "gpu-nice", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19), conflicts_with_all = ["gpu_weight", "gpu_priority"])]
     pub gpu_nice: i32,
-    /// This VM's share of the host's GPU, 1 to 100: schedules the replay with the host's
-    /// other scheduled VMs (as `rayvmm run --gpu-weight`).
-    #[arg(long = "gpu-weight", value_name = "1-100")]
-    pub gpu_weight: Option<u32>,
-    /// interactive, normal or batch (as `rayvmm run --gpu-priority`).
-    #[arg(long = "gpu-priority", value_name = "interactive|normal|batch")]
-    pub gpu_priority: Option<String>,
-    /// The host's GPU ledger (as `rayvmm run --gpu-ledger`).
-    #[arg(long = "gpu-ledger", value_name = "DIR")]
-    pub gpu_ledger: Option<PathBuf>,
+    #[command(flatten)]
+    pub share: crate::vm_config::GpuShareArgs,
     /// How long one command may run, or one fenced command wait for its fence, before the
     /// GPU process stops itself (as `rayvmm run --gpu-work-timeout`).
     #[arg(long = "gpu-work-timeout", value_name = "SECONDS|MSms", default_value = "1.8s", value_parser = work_timeout)]
@@ -127,9 +119,9 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
     let mut config = GpuSpawnConfig::new(&binary, &policy, &devices);
     config.action = args.action.into();
     let schedule = crate::vm_config::gpu_schedule(
-        args.gpu_weight,
-        args.gpu_priority.as_deref(),
-        args.gpu_ledger.as_deref(),
+        args.share.gpu_weight,
+        args.share.gpu_priority.as_deref(),
+        args.share.gpu_ledger.as_deref(),
     )?;
     config.jail.nice = schedule.as_ref().map_or(args.gpu_nice, |s| s.share.nice());
     config.renderer = match opened.preamble.features & VIRTIO_GPU_F_VIRGL {
@@ -210,19 +202,11 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
             });
         }
     };
-    let scheduler =
-        scheduling
-            .map(scheduler::Member::leave)
-            .zip(schedule)
-            .map(|(stats, schedule)| SchedulerReport {
-                weight: schedule.share.weight,
-                priority: schedule.share.priority.to_string(),
-                holds: stats.holds,
-                held_ms: stats.held.as_secs_f64() * 1e3,
-                gpu_ms: stats.gpu_time.as_secs_f64() * 1e3,
-                error: stats.error,
-            });
-    if let Some(error) = scheduler.as_ref().and_then(|s| s.error.as_ref()) {
+    let scheduled = scheduling
+        .map(scheduler::Member::leave)
+        .zip(schedule)
+        .map(|(stats, schedule)| (schedule.share, stats));
+    if let Some(error) = scheduled.as_ref().and_then(|(_, s)| s.error.as_ref()) {
         eprintln!("rayvmm: the replay ran unscheduled after: {error}");
     }
     let peak_rss_mib = frames.peak_rss_kib as f64 / 1024.0;
@@ -235,16 +219,20 @@ pub fn main(args: &ReplayArgs) -> Result<i32> {
             gpu_process_peak_rss_mib: peak_rss_mib,
             replay: &report,
             frames_match: report.frames_match(),
-            scheduler,
+            scheduler: scheduled.map(|(share, stats)| SchedulerReport {
+                weight: share.weight,
+                priority: share.priority.to_string(),
+                holds: stats.holds,
+                held_ms: stats.held.as_secs_f64() * 1e3,
+                gpu_ms: stats.gpu_time.as_secs_f64() * 1e3,
+                error: stats.error,
+            }),
         };
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", summary(&report, &renderer));
-        if let Some(s) = &scheduler {
-            println!(
-                "GPU scheduling (weight {}, {}): held {} times, {:.0} ms in all, of {:.0} ms GPU time",
-                s.weight, s.priority, s.holds, s.held_ms, s.gpu_ms
-            );
+        if let Some((share, stats)) = &scheduled {
+            println!("GPU scheduling ({share}): {stats}");
         }
     }
     Ok(i32::from(!report.frames_match()))

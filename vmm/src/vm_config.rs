@@ -400,8 +400,16 @@ pub struct RunArgs {
     /// weight of QEMU's and rayvmm's when the CPUs are contended [default: 0].
     #[arg(long = "gpu-nice", value_name = "N")]
     pub gpu_nice: Option<i32>,
-    /// This VM's share of the host's GPU against other VMs', 1 to 100 (the scheduler crate:
-    /// under llvmpipe, the GPU process's CPU weight) [default: 100].
+    #[command(flatten)]
+    pub share: GpuShareArgs,
+}
+
+/// The flags that schedule a VM with the host's other scheduled VMs (`rayvmm run` and
+/// `rayvmm replay`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GpuShareArgs {
+    /// This VM's share of the host's GPU against other scheduled VMs', 1 to 100: admission
+    /// through the GPU ledger, and the GPU process's CPU weight [default: 100].
     #[arg(long = "gpu-weight", value_name = "1-100")]
     pub gpu_weight: Option<u32>,
     /// interactive, normal or batch: how this VM's GPU work ranks beside others' of the same
@@ -446,9 +454,9 @@ impl RunArgs {
             gpu: self.gpu.clone(),
             gpu_memory_limit: self.gpu_memory_limit.clone(),
             gpu_nice: self.gpu_nice,
-            gpu_weight: self.gpu_weight,
-            gpu_priority: self.gpu_priority.clone(),
-            gpu_ledger: self.gpu_ledger.clone(),
+            gpu_weight: self.share.gpu_weight,
+            gpu_priority: self.share.gpu_priority.clone(),
+            gpu_ledger: self.share.gpu_ledger.clone(),
         }
     }
 

@@ -125,8 +125,6 @@ pub struct JailedGpu {
     /// Its place in the host's GPU scheduling, if scheduled; declared first so it is
     /// dropped first (a held process is continued before anything waits for it).
     scheduling: Option<scheduler::Member>,
-    /// What it did, once it left (at a stop request).
-    scheduled: Option<scheduler::Stats>,
     process: std::sync::Arc<std::sync::Mutex<crate::gpu_process::GpuProcess>>,
     frames: super::display::FramePump,
     description: String,
@@ -264,12 +262,7 @@ impl JailedGpu {
             })
             .map_err(|e| e.to_string())?;
         let scheduled = match &options.schedule {
-            Some(s) => format!(
-                "; GPU share weight {}, {}, ledger {}",
-                s.share.weight,
-                s.share.priority,
-                s.ledger.display()
-            ),
+            Some(s) => format!("; GPU share {}, ledger {}", s.share, s.ledger.display()),
             None => String::new(),
         };
         let description = format!(
@@ -302,7 +295,6 @@ impl JailedGpu {
             description,
             recording,
             scheduling,
-            scheduled: None,
         })
     }
 
@@ -372,8 +364,8 @@ impl GpuServer for JailedGpu {
 
     fn request_stop(&mut self) {
         // A held process could not hear the request until its hold ends.
-        if let Some(member) = self.scheduling.take() {
-            self.scheduled = Some(member.leave());
+        if let Some(member) = &mut self.scheduling {
+            member.stop();
         }
         self.with_process(|p| {
             let _ = p.tube().send(&control::messages::ToGpu::Shutdown);
@@ -412,20 +404,13 @@ impl GpuServer for JailedGpu {
     }
 
     fn finish_scheduling(&mut self) -> Option<String> {
-        let stats = match self.scheduling.take() {
-            Some(member) => member.leave(),
-            None => self.scheduled.take()?,
-        };
+        let stats = self.scheduling.take()?.leave();
         let stopped_early = match &stats.error {
             Some(e) => format!("; it ran unscheduled after: {e}"),
             None => String::new(),
         };
         Some(format!(
-            "GPU scheduling: the GPU process was held {} times, {:.0} ms in all, of {:.0} ms \
-             GPU time{stopped_early}",
-            stats.holds,
-            stats.held.as_secs_f64() * 1e3,
-            stats.gpu_time.as_secs_f64() * 1e3
+            "GPU scheduling: the GPU process was {stats}{stopped_early}"
         ))
     }
 }
